@@ -1,0 +1,195 @@
+import { Command, Option } from 'commander';
+import { PtError } from '../errors.js';
+import type { HostPort } from '../host/port.js';
+import type { SimKernel } from '../host/sim/kernel.js';
+import type { Topology } from '../host/sim/topology.js';
+import { runDoctor } from '../doctor/doctor.js';
+import { discover } from '../pci/discovery.js';
+import type { PciIdNames } from '../pci/pciids.js';
+import { takeSnapshot } from '../pci/snapshot.js';
+import type { Logger, LogFormat } from '../util/logger.js';
+import { deviceJson, filterDevices, groupViews, groupsText, listTable } from './views.js';
+
+export interface GlobalOptions {
+  root: string;
+  sim?: string;
+  pciIds?: string;
+  stateDir: string;
+  socket: string;
+  modprobe: string;
+  logLevel: string;
+  logFormat: LogFormat;
+}
+
+/** What the composition root hands to commands: built once, from the global options. */
+export interface Runtime {
+  host: HostPort;
+  names: PciIdNames;
+  sim: SimKernel | null;
+  logger: Logger;
+  opts: GlobalOptions;
+}
+
+/** Side effects the program needs from main.ts (so the CLI itself touches no files). */
+export interface CliEnv {
+  out: (text: string) => void;
+  makeRuntime: (opts: GlobalOptions) => Promise<Runtime>;
+  writeOutput: (file: string, text: string) => Promise<void>;
+  setExitCode: (code: number) => void;
+  /** Commands added by later layers (agent, claims): they get the program to attach to. */
+  extend?: (program: Command, ctx: CommandContext) => void;
+}
+
+export interface CommandContext {
+  runtime: (cmd: Command) => Promise<Runtime>;
+  env: CliEnv;
+}
+
+export const DEFAULTS = {
+  root: '/',
+  stateDir: '/var/lib/passthru',
+  socket: '/run/passthru/agent.sock',
+  modprobe: 'modprobe',
+  logLevel: 'warn',
+} as const;
+
+export function buildProgram(env: CliEnv): Command {
+  const program = new Command('passthru');
+  program
+    .description(
+      'Dependable PCI device passthrough: discovery, safe vfio-pci binding, vfio module keeper',
+    )
+    .version('0.1.0')
+    .option(
+      '--root <dir>',
+      'root of the host to read (a sysfs tree on disk for offline use)',
+      process.env.PASSTHRU_ROOT ?? DEFAULTS.root,
+    )
+    .option(
+      '--sim <topology>',
+      'run against a simulated kernel: a topology JSON file, a sysfs tree directory or a shipped topology name',
+      process.env.PASSTHRU_SIM,
+    )
+    .option(
+      '--pci-ids <file>',
+      'pci.ids database for names (default: the system one)',
+      process.env.PASSTHRU_PCI_IDS,
+    )
+    .option(
+      '--state-dir <dir>',
+      'where claims, the ledger and history live',
+      process.env.PASSTHRU_STATE_DIR ?? DEFAULTS.stateDir,
+    )
+    .option(
+      '--socket <path>',
+      "the agent's control socket",
+      process.env.PASSTHRU_SOCKET ?? DEFAULTS.socket,
+    )
+    .option(
+      '--modprobe <path>',
+      'modprobe binary',
+      process.env.PASSTHRU_MODPROBE ?? DEFAULTS.modprobe,
+    )
+    .option(
+      '--log-level <level>',
+      'fatal, error, warn, info, debug, trace',
+      process.env.PASSTHRU_LOG_LEVEL ?? DEFAULTS.logLevel,
+    )
+    .addOption(
+      new Option('--log-format <format>', 'log format on stderr')
+        .choices(['json', 'pretty'])
+        .default(process.env.PASSTHRU_LOG_FORMAT ?? 'json'),
+    )
+    .showHelpAfterError()
+    .configureOutput({
+      writeOut: (s) => {
+        env.out(s);
+      },
+    });
+
+  const runtime = async (cmd: Command): Promise<Runtime> =>
+    env.makeRuntime(cmd.optsWithGlobals<GlobalOptions>());
+
+  program
+    .command('list')
+    .description('list PCI functions with IOMMU group, driver and NUMA node (like lspci)')
+    .option('--class <hex>', 'class prefix: 02 (network), 0300 (VGA), 010802 (NVMe)')
+    .option('--vendor <vvvv[:dddd]>', 'vendor id, optionally with device id')
+    .option('--driver <name>', "bound driver, or 'none'")
+    .option('--group <n>', 'IOMMU group number')
+    .option('--json', 'print a JSON array')
+    .action(
+      async (
+        o: { class?: string; vendor?: string; driver?: string; group?: string; json?: boolean },
+        cmd: Command,
+      ) => {
+        const rt = await runtime(cmd);
+        const filter: Parameters<typeof filterDevices>[1] = {};
+        if (o.class !== undefined) filter.class = o.class;
+        if (o.vendor !== undefined) filter.vendor = o.vendor;
+        if (o.driver !== undefined) filter.driver = o.driver;
+        if (o.group !== undefined) filter.group = o.group;
+        const inv = await discover(rt.host, rt.names);
+        const devices = filterDevices(inv, filter);
+        env.out(
+          o.json
+            ? `${JSON.stringify(devices.map(deviceJson), null, 2)}\n`
+            : `${listTable(devices)}\n`,
+        );
+      },
+    );
+
+  program
+    .command('groups')
+    .description('IOMMU groups: members, whether a VM could use each now, and what blocks it')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }, cmd: Command) => {
+      const rt = await runtime(cmd);
+      const [inv, uses] = await Promise.all([discover(rt.host, rt.names), rt.host.hostUses()]);
+      const views = groupViews(inv, uses);
+      if (o.json) env.out(`${JSON.stringify(views, null, 2)}\n`);
+      else if (views.length === 0)
+        env.out('no IOMMU groups: the IOMMU is off or absent (see `passthru doctor`)\n');
+      else env.out(groupsText(views));
+    });
+
+  program
+    .command('doctor')
+    .description('check that this host can do PCI passthrough; exits 1 when a check fails')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }, cmd: Command) => {
+      const rt = await runtime(cmd);
+      const report = await runDoctor(rt.host);
+      if (o.json) {
+        env.out(`${JSON.stringify(report, null, 2)}\n`);
+      } else {
+        for (const c of report.checks) {
+          env.out(`${c.status.toUpperCase().padEnd(4)}  ${c.summary}\n`);
+          if (c.hint !== undefined && c.status !== 'pass') env.out(`      fix: ${c.hint}\n`);
+        }
+      }
+      if (!report.ok) env.setExitCode(1);
+    });
+
+  program
+    .command('snapshot')
+    .description("write this host's PCI topology as JSON (for bug reports, fixtures and --sim)")
+    .option('-o, --output <file>', 'write to a file instead of stdout')
+    .option('--name <name>', 'topology name', 'snapshot')
+    .action(async (o: { output?: string; name: string }, cmd: Command) => {
+      const rt = await runtime(cmd);
+      const inv = await discover(rt.host, rt.names);
+      const topo: Topology = await takeSnapshot(rt.host, inv, o.name);
+      const text = `${JSON.stringify(topo, null, 1)}\n`;
+      if (o.output !== undefined) await env.writeOutput(o.output, text);
+      else env.out(text);
+    });
+
+  env.extend?.(program, { runtime, env });
+  return program;
+}
+
+export function requireSim(rt: Runtime): SimKernel {
+  if (!rt.sim) throw new PtError('PT_ERR_INVALID_ARGUMENT', 'this command needs --sim');
+  return rt.sim;
+}

@@ -1,0 +1,102 @@
+import type { HostPort } from '../host/port.js';
+import type { PciAddress } from './address.js';
+import { headerType } from './config.js';
+import { sysfsHex, sysfsInt } from './hex.js';
+import { makeInventory, type Inventory, type PciFunction } from './model.js';
+import { emptyPciIds, type PciIdNames } from './pciids.js';
+
+/** How many devices are read at once: bounded so a 4096-function host does not exhaust fds. */
+const CONCURRENCY = 64;
+
+export async function discover(
+  host: HostPort,
+  names: PciIdNames = emptyPciIds,
+): Promise<Inventory> {
+  const addrs = await host.listDevices();
+  const out: (PciFunction | null)[] = new Array<PciFunction | null>(addrs.length).fill(null);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < addrs.length) {
+      const i = next++;
+      const a = addrs[i];
+      if (a !== undefined) out[i] = await readFunction(host, a, names);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, addrs.length) }, worker));
+  return makeInventory(out.filter((d): d is PciFunction => d !== null));
+}
+
+/** Reads one function; null when it vanished while being read (hot-unplug). */
+export async function readFunction(
+  host: HostPort,
+  address: PciAddress,
+  names: PciIdNames = emptyPciIds,
+): Promise<PciFunction | null> {
+  const [vendor, device, sv, sd, cls, rev, numa, override, bootVga, reset, total, num, links] =
+    await Promise.all([
+      host.readDeviceAttr(address, 'vendor'),
+      host.readDeviceAttr(address, 'device'),
+      host.readDeviceAttr(address, 'subsystem_vendor'),
+      host.readDeviceAttr(address, 'subsystem_device'),
+      host.readDeviceAttr(address, 'class'),
+      host.readDeviceAttr(address, 'revision'),
+      host.readDeviceAttr(address, 'numa_node'),
+      host.readDeviceAttr(address, 'driver_override'),
+      host.readDeviceAttr(address, 'boot_vga'),
+      host.readDeviceAttr(address, 'reset_method'),
+      host.readDeviceAttr(address, 'sriov_totalvfs'),
+      host.readDeviceAttr(address, 'sriov_numvfs'),
+      host.readDeviceLinks(address),
+    ]);
+  const vendorId = sysfsHex(vendor, 4);
+  const deviceId = sysfsHex(device, 4);
+  const classId = sysfsHex(cls, 6);
+  if (vendorId === null || deviceId === null || classId === null) return null;
+  // Older kernels lack the revision attribute; config space has it at 0x08.
+  let revision = sysfsHex(rev, 2);
+  let bridge = classId.startsWith('0604') || classId.startsWith('0607');
+  if (revision === null) {
+    const cfg = await host.readConfigHeader(address);
+    revision = cfg ? (cfg[8] ?? 0).toString(16).padStart(2, '0') : '00';
+    if (cfg) bridge ||= headerType(cfg) === 1 || headerType(cfg) === 2;
+  }
+  const subsystemVendorId = sysfsHex(sv, 4) ?? '0000';
+  const subsystemDeviceId = sysfsHex(sd, 4) ?? '0000';
+  const c = classId.slice(0, 2);
+  const s = classId.slice(2, 4);
+  const p = classId.slice(4, 6);
+  const numaNode = sysfsInt(numa);
+  const ov = override === null || override === '(null)' || override === '' ? null : override;
+  return {
+    address,
+    vendorId,
+    deviceId,
+    subsystemVendorId,
+    subsystemDeviceId,
+    classId,
+    revision,
+    vendorName: names.vendor(vendorId) ?? `Vendor ${vendorId}`,
+    deviceName: names.device(vendorId, deviceId) ?? `Device ${deviceId}`,
+    subsystemVendorName: names.vendor(subsystemVendorId) ?? `Vendor ${subsystemVendorId}`,
+    subsystemDeviceName:
+      names.subsystem(vendorId, deviceId, subsystemVendorId, subsystemDeviceId) ??
+      `Device ${subsystemDeviceId}`,
+    className: names.className(c) ?? `Class ${c}`,
+    // lspci falls back from the subclass name to the class name, then to the number.
+    subclassName: names.subclassName(c, s) ?? names.className(c) ?? `Class ${c}${s}`,
+    progIfName: names.progIfName(c, s, p) ?? null,
+    driver: links.driver,
+    driverOverride: ov,
+    iommuGroup: links.iommuGroup,
+    // -1 means "no NUMA information", which is null here.
+    numaNode: numaNode === null || numaNode < 0 ? null : numaNode,
+    parent: links.parent,
+    isBridge: bridge,
+    bootVga: bootVga === '1',
+    resetMethods: reset === null ? [] : reset.split(/\s+/).filter(Boolean),
+    sriovTotalVfs: sysfsInt(total),
+    sriovNumVfs: sysfsInt(num),
+    physfn: links.physfn,
+    virtfns: links.virtfns,
+  };
+}

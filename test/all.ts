@@ -1,0 +1,5 @@
+// One process for every test file: measured far faster than a process per file (DESIGN.md).
+import '../src/pci/address.test.js';
+import '../src/pci/pciids.test.js';
+import '../src/host/sim/kernel.test.js';
+import './lspci.test.js';
