@@ -31,7 +31,7 @@ export default tseslint.config(
   },
   {
     files: ['src/**/*.ts'],
-    ignores: ['src/host/**', 'src/main.ts', 'src/agent/socket*.ts', 'src/state/file*.ts'],
+    ignores: ['src/host/**', 'src/main.ts', 'src/agent/socket*.ts', 'src/state/file-*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',

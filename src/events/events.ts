@@ -1,0 +1,87 @@
+import type { PciAddress } from '../pci/address.js';
+
+/**
+ * Domain events. The core emits them; logs, history, metrics (and later Kubernetes Events)
+ * subscribe. Times are the injected clock's milliseconds.
+ */
+export type DomainEvent =
+  | { type: 'claim.added'; at: number; address: PciAddress; withGroup: boolean; force: boolean }
+  | { type: 'claim.removed'; at: number; address: PciAddress }
+  | { type: 'device.bound'; at: number; address: PciAddress; from: string | null; ms: number }
+  | {
+      type: 'device.bind_failed';
+      at: number;
+      address: PciAddress;
+      code: string;
+      message: string;
+      rolledBack: boolean;
+    }
+  | {
+      type: 'device.released';
+      at: number;
+      address: PciAddress;
+      driver: string | null;
+      expected: string | null;
+      note?: string;
+    }
+  | {
+      type: 'device.release_failed';
+      at: number;
+      address: PciAddress;
+      code: string;
+      message: string;
+    }
+  | { type: 'device.drift'; at: number; address: PciAddress; driver: string | null }
+  | { type: 'claim.refused'; at: number; address: PciAddress; code: string; message: string }
+  | {
+      type: 'module.lost';
+      at: number;
+      modules: string[];
+      states: Record<string, string>;
+      via: string;
+    }
+  | {
+      type: 'module.reload_failed';
+      at: number;
+      module: string;
+      attempt: number;
+      message: string;
+      retryInMs: number;
+    }
+  | { type: 'module.reloaded'; at: number; modules: string[]; attempts: number }
+  | { type: 'recovery.completed'; at: number; recovery: Recovery };
+
+export interface Recovery {
+  /** When the loss was first seen (detection). */
+  detectedAt: number;
+  modules: string[];
+  via: string;
+  reloadedAt: number | null;
+  /** When every claimed device was verified on vfio-pci again. */
+  reboundAt: number | null;
+  devices: number;
+  attempts: number;
+  detectToReloadMs: number | null;
+  detectToReboundMs: number | null;
+}
+
+export type Listener = (e: DomainEvent) => void;
+
+export class EventBus {
+  private listeners = new Set<Listener>();
+
+  subscribe(fn: Listener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  emit(e: DomainEvent): void {
+    for (const fn of this.listeners) {
+      try {
+        fn(e);
+      } catch {
+        // A failing subscriber (a full disk under the history file) must not stop the core.
+      }
+    }
+  }
+}

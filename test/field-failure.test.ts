@@ -1,0 +1,214 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { errnoOf } from '../src/errors.js';
+import type { HostPort } from '../src/host/port.js';
+import { SimKernel } from '../src/host/sim/kernel.js';
+import { ManualClock } from '../src/host/clock.js';
+import { MemoryStore } from '../src/state/model.js';
+import {
+  eventsOf,
+  labTopology,
+  makeAgent,
+  modulesLive,
+  NIC,
+  onVfio,
+  rig,
+  stop,
+} from './helpers.js';
+import { ModuleKeeper } from '../src/keeper/keeper.js';
+import { EventBus } from '../src/events/events.js';
+import { silentLogger } from '../src/util/logger.js';
+
+for (const mode of ['uevents', 'polling only'] as const) {
+  test(`field failure (${mode}): vfio_pci, vfio_pci_core, vfio_virqfd removed by someone else, 20 times: back within 1 s`, async (t) => {
+    const clock = new ManualClock(1_000_000);
+    const kernel = new SimKernel(labTopology(), clock);
+    const base = kernel.port();
+    const host: HostPort =
+      mode === 'uevents'
+        ? base
+        : Object.assign(Object.create(base) as HostPort, { watchUevents: () => null });
+    const { agent } = makeAgent(kernel, clock, new MemoryStore(), host);
+    await agent.start();
+    const ac = new AbortController();
+    const running = agent.run(ac.signal);
+    const claims = await agent.claim(NIC, { withGroup: false, force: false });
+    assert.deepEqual(
+      claims.map((c) => c.state),
+      ['ready', 'ready', 'ready', 'ready'],
+    );
+    const took: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      // What the node component did: modprobe -r vfio_pci vfio_pci_core vfio_virqfd.
+      for (const m of ['vfio_pci', 'vfio_pci_core', 'vfio_virqfd']) kernel.rmmod(m);
+      assert.ok(!onVfio(kernel, NIC), 'devices fell off');
+      const ms = await clock.advanceUntil(
+        () => onVfio(kernel, NIC) && modulesLive(kernel),
+        5_000,
+        10,
+      );
+      assert.ok(ms <= 1_000, `round ${i}: recovered in ${ms} ms of simulated time`);
+      took.push(ms);
+      // Let the keeper finish recording before the next removal.
+      await clock.advance(300);
+    }
+    const st = await agent.status();
+    assert.equal(st.keeper.losses, 20);
+    assert.equal(st.keeper.recoveries.length, 20);
+    for (const rec of st.keeper.recoveries) {
+      assert.ok(
+        rec.reboundAt !== null && rec.detectToReboundMs !== null && rec.detectToReboundMs <= 1_000,
+      );
+      assert.equal(rec.devices, 4);
+      assert.equal(rec.via, mode === 'uevents' ? 'uevent' : 'poll');
+    }
+    assert.ok(st.claims.every((c) => c.state === 'ready'));
+    took.sort((a, b) => a - b);
+    t.diagnostic(
+      `${mode}: removal to all 4 on vfio-pci, simulated ms: median ${took[10]}, max ${took[19]}`,
+    );
+    ac.abort();
+    await clock.advance(1);
+    await running;
+  });
+}
+
+test('field failure with zero claims: the modules still come back', async () => {
+  const r = await rig();
+  assert.ok(modulesLive(r.kernel), 'the agent loads vfio at start');
+  r.kernel.modprobeRemove('vfio_pci');
+  assert.equal(r.kernel.moduleState('vfio_pci'), 'absent');
+  const ms = await r.clock.advanceUntil(() => modulesLive(r.kernel), 5_000, 10);
+  assert.ok(ms <= 1_000, `back in ${ms} ms`);
+  assert.equal(r.history.events.filter((e) => e.type === 'module.lost').length, 1);
+  await stop(r);
+});
+
+test('a module stuck in Unloading counts as lost (devices are already driverless)', async () => {
+  const r = await rig();
+  await r.agent.claim([NIC[0]!], { withGroup: false, force: false });
+  r.kernel.rmmod('vfio_pci', { linger: true });
+  await r.clock.advance(300);
+  const lost = eventsOf(r.history, 'module.lost')[0];
+  assert.ok(lost);
+  assert.equal(lost.states.vfio_pci, 'unloading');
+  r.kernel.finishUnload('vfio_pci');
+  await r.clock.advanceUntil(() => onVfio(r.kernel, [NIC[0]!]), 5_000);
+  assert.ok(onVfio(r.kernel, [NIC[0]!]));
+  await stop(r);
+});
+
+test('race: another component keeps removing helpers while the agent reloads', async (t) => {
+  const clock = new ManualClock(1_000_000);
+  const kernel = new SimKernel(labTopology(), clock);
+  const base = kernel.port();
+  let hostile = 0;
+  const outcomes: string[] = [];
+  // After each of the agent's modprobes, the other component strikes again.
+  const host: HostPort = Object.assign(Object.create(base) as HostPort, {
+    loadModule: async (name: string) => {
+      await base.loadModule(name);
+      if (hostile > 0) {
+        hostile--;
+        for (const m of ['vfio_pci_core', 'vfio_virqfd', 'vfio_pci']) {
+          try {
+            kernel.rmmod(m);
+            outcomes.push(`${m}:removed`);
+          } catch (e) {
+            outcomes.push(`${m}:${errnoOf(e) ?? '?'}`);
+          }
+        }
+      }
+    },
+  });
+  const { agent } = makeAgent(kernel, clock, new MemoryStore(), host);
+  await agent.start();
+  const ac = new AbortController();
+  const running = agent.run(ac.signal);
+  await agent.claim(NIC.slice(0, 2), { withGroup: false, force: false });
+  hostile = 6;
+  kernel.rmmod('vfio_pci');
+  const ms = await clock.advanceUntil(
+    () => hostile === 0 && onVfio(kernel, NIC.slice(0, 2)) && modulesLive(kernel),
+    60_000,
+    10,
+  );
+  assert.ok(onVfio(kernel, NIC.slice(0, 2)) && modulesLive(kernel), 'converged');
+  assert.ok(
+    outcomes.some((o) => o.endsWith(':EBUSY')),
+    'some of its removals failed with EBUSY',
+  );
+  assert.ok(
+    outcomes.some((o) => o.endsWith(':removed')),
+    'some succeeded between the agent steps',
+  );
+  t.diagnostic(`converged after ${ms} ms simulated; hostile outcomes: ${outcomes.join(' ')}`);
+  ac.abort();
+  await clock.advance(1);
+  await running;
+});
+
+test('modprobe fails 3 times then succeeds: backoff grows, devices come back', async () => {
+  const r = await rig();
+  await r.agent.claim(NIC, { withGroup: false, force: false });
+  r.kernel.failModuleLoads('vfio_pci', 3);
+  r.kernel.rmmod('vfio_pci');
+  await r.clock.advanceUntil(() => onVfio(r.kernel, NIC), 30_000, 10);
+  assert.ok(onVfio(r.kernel, NIC));
+  await r.clock.advance(2_000);
+  // Keeper and engine both try; between them the 3 failures are used up, then it works.
+  assert.ok(
+    r.kernel.calls.filter((c) => c.op === 'modprobe' && c.value === 'vfio_pci').length >= 4,
+  );
+  const failed = eventsOf(r.history, 'module.reload_failed');
+  assert.ok(failed.length >= 1);
+  assert.ok(failed.every((e) => e.retryInMs > 0));
+  const done = eventsOf(r.history, 'recovery.completed')[0];
+  assert.ok(done && done.recovery.attempts >= 2 && done.recovery.reboundAt !== null);
+  await stop(r);
+});
+
+test('a module missing for good: plain status, claims waiting, bounded retry rate', async (t) => {
+  const r = await rig();
+  await r.agent.claim(NIC.slice(0, 2), { withGroup: false, force: false });
+  r.kernel.setModuleAvailable('vfio_pci', false);
+  r.kernel.rmmod('vfio_pci');
+  const before = r.kernel.calls.filter((c) => c.op === 'modprobe').length;
+  await r.clock.advance(600_000);
+  const attempts = r.kernel.calls.filter((c) => c.op === 'modprobe').length - before;
+  const st = await r.agent.status();
+  assert.match(st.keeper.waiting ?? '', /not found/);
+  assert.equal(st.keeper.healthy, false);
+  for (const c of st.claims) {
+    assert.equal(c.state, 'waiting');
+    assert.match(c.message ?? '', /^waiting for vfio-pci: /);
+  }
+  // 10 simulated minutes: the keeper backs off to 30 s, the engine to 60 s.
+  assert.ok(attempts >= 10 && attempts <= 80, `modprobe ran ${attempts} times in 10 min`);
+  t.diagnostic(`modprobe attempts in 10 simulated minutes: ${attempts}`);
+  r.kernel.setModuleAvailable('vfio_pci', true);
+  await r.clock.advanceUntil(() => onVfio(r.kernel, NIC.slice(0, 2)), 60_000, 50);
+  assert.ok(onVfio(r.kernel, NIC.slice(0, 2)), 'comes back once the module is installed');
+  await stop(r);
+});
+
+test('keeper backoff: exponential, capped, jittered within [50%, 100%]', () => {
+  let x = 0;
+  const randoms = [0, 0.999, 0.5];
+  const k = new ModuleKeeper({
+    host: new SimKernel(labTopology()).port(),
+    clock: new ManualClock(),
+    bus: new EventBus(),
+    logger: silentLogger(),
+    expected: () => [],
+    reconcile: () => Promise.resolve(),
+    trigger: () => undefined,
+    random: () => randoms[x++ % randoms.length] ?? 0,
+    options: { backoffBaseMs: 200, backoffCapMs: 30_000 },
+  });
+  for (let attempt = 1; attempt <= 20; attempt++) {
+    const raw = Math.min(30_000, 200 * 2 ** (attempt - 1));
+    const d = k.backoff(attempt);
+    assert.ok(d >= raw / 2 && d <= raw, `attempt ${attempt}: ${d} within [${raw / 2}, ${raw}]`);
+  }
+});
