@@ -4,3 +4,4 @@ import '../src/pci/pciids.test.js';
 import '../src/host/sim/kernel.test.js';
 import './lspci.test.js';
 import './field-failure.test.js';
+import './claims.test.js';

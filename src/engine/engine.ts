@@ -78,6 +78,7 @@ export class Engine {
   private readonly ensureVfioFn: () => Promise<void>;
   private readonly waitReason: () => string | null;
   private st: State | null = null;
+  private persistChain: Promise<void> = Promise.resolve();
   private running: Promise<PassResult> | null = null;
   private queued: Promise<PassResult> | null = null;
   private wake: (() => void) | null = null;
@@ -108,12 +109,21 @@ export class Engine {
     return this.st;
   }
 
-  private async persist(mutate: (s: State) => void): Promise<void> {
-    const next: State = structuredClone(this.state);
-    mutate(next);
-    next.generation = this.state.generation + 1;
-    await this.store.save(next);
-    this.st = next;
+  /**
+   * Serialised read-modify-write of the store: binds in different groups record their ledger
+   * entries concurrently, and each must see the others' writes.
+   */
+  private persist(mutate: (s: State) => void): Promise<void> {
+    const run = async (): Promise<void> => {
+      const next: State = structuredClone(this.state);
+      mutate(next);
+      next.generation = this.state.generation + 1;
+      await this.store.save(next);
+      this.st = next;
+    };
+    const p = this.persistChain.then(run, run);
+    this.persistChain = p.catch(() => undefined);
+    return p;
   }
 
   async addClaims(specs: Omit<ClaimSpec, 'createdAt'>[]): Promise<void> {
@@ -320,6 +330,8 @@ export class Engine {
           f.retryAt =
             now + Math.min(this.opts.retryCapMs, this.opts.retryBaseMs * 2 ** (f.count - 1));
           this.failures.set(a.claim, f);
+          // Re-arm the loop's timer for the retry deadline (no pass now).
+          this.wake?.();
           this.bus.emit({
             type: 'device.bind_failed',
             at: now,
