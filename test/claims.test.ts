@@ -72,12 +72,12 @@ test('a device that had no driver is released to no driver; a missing original d
   assert.equal(r.kernel.driverOf(EDU), 'vfio-pci');
   const [e] = await r.agent.release([EDU]);
   assert.equal(e?.driver, null);
-  assert.equal(e?.note, undefined);
+  assert.equal(e.note, undefined);
   assert.equal(r.kernel.driverOf(EDU), null);
   r.kernel.rmmod('e1000e');
   const [a] = await r.agent.release([A]);
   assert.equal(a?.driver, null);
-  assert.match(a?.note ?? '', /e1000e is not loaded; the device stays without a driver/);
+  assert.match(a.note ?? '', /e1000e is not loaded; the device stays without a driver/);
 });
 
 test('unbind EBUSY: the bind fails, rolls back to the original driver, and is retried with backoff', async () => {
@@ -85,8 +85,8 @@ test('unbind EBUSY: the bind fails, rolls back to the original driver, and is re
   r.kernel.failWrites('unbind', 'EBUSY', { address: A });
   const [st] = await r.agent.claim([A], once);
   assert.equal(st?.state, 'error');
-  assert.equal(st?.code, 'PT_ERR_BIND_FAILED');
-  assert.match(st?.message ?? '', /at unbind/);
+  assert.equal(st.code, 'PT_ERR_BIND_FAILED');
+  assert.match(st.message ?? '', /at unbind/);
   assert.equal(r.kernel.driverOf(A), 'e1000e');
   assert.equal(r.kernel.overrideOf(A), null, 'override rolled back');
   const failed = eventsOf(r.history, 'device.bind_failed')[0];
@@ -103,7 +103,7 @@ test('a blocking unbind times out (PT_ERR_UNBIND_TIMEOUT) and the claim converge
   await r.clock.advance(10_000);
   const [st] = await pending;
   assert.equal(st?.code, 'PT_ERR_UNBIND_TIMEOUT');
-  assert.equal(st?.state, 'error');
+  assert.equal(st.state, 'error');
   r.kernel.releaseUnbind(A);
   await r.clock.advanceUntil(() => onVfio(r.kernel, [A]), 10_000, 100);
   assert.ok(onVfio(r.kernel, [A]));
@@ -153,8 +153,8 @@ test('a group that is not viable is refused naming the blocker; --with-group cla
   const r = await rig(labTopology(), { run: false });
   const [st] = await r.agent.claim([MF0], once);
   assert.equal(st?.state, 'refused');
-  assert.equal(st?.code, 'PT_ERR_GROUP_NOT_VIABLE');
-  assert.match(st?.message ?? '', /0000:00:05\.1 \(e1000\)/);
+  assert.equal(st.code, 'PT_ERR_GROUP_NOT_VIABLE');
+  assert.match(st.message ?? '', /0000:00:05\.1 \(e1000\)/);
   assert.ok(
     !r.kernel.calls.some((c) => c.address === MF0 && c.op !== 'modprobe'),
     'nothing written',
@@ -162,7 +162,7 @@ test('a group that is not viable is refused naming the blocker; --with-group cla
   assert.equal(r.kernel.driverOf(MF0), 'e1000');
   const [both] = await r.agent.claim([MF0], { withGroup: true, force: false });
   assert.equal(both?.state, 'ready');
-  assert.deepEqual(both?.members, [MF0, MF1]);
+  assert.deepEqual(both.members, [MF0, MF1]);
   assert.ok(onVfio(r.kernel, [MF0, MF1]));
   const out = await r.agent.release([MF0]);
   assert.deepEqual(
@@ -178,11 +178,11 @@ test('host-critical devices are refused with the reason unless forced', async ()
   const r = await rig(labTopology(), { run: false });
   const [st] = await r.agent.claim([ROOTFS], once);
   assert.equal(st?.code, 'PT_ERR_HOST_CRITICAL');
-  assert.match(st?.message ?? '', /9p filesystem at \//);
+  assert.match(st.message ?? '', /9p filesystem at \//);
   assert.equal(r.kernel.driverOf(ROOTFS), 'virtio-pci');
   const [host] = await r.agent.claim([parseAddresses(['0000:00:00.0'])[0]!], once);
   assert.equal(host?.code, 'PT_ERR_HOST_CRITICAL');
-  assert.match(host?.message ?? '', /host bridge/);
+  assert.match(host.message ?? '', /host bridge/);
   const [forced] = await r.agent.claim([ROOTFS], { withGroup: false, force: true });
   assert.equal(forced?.state, 'ready');
 });
@@ -209,7 +209,7 @@ test('claiming an absent device reports missing and binds when it appears', asyn
   const ghost = parseAddresses(['0000:0a:00.0'])[0]!;
   const [st] = await r.agent.claim([ghost], once);
   assert.equal(st?.state, 'missing');
-  assert.equal(st?.code, 'PT_ERR_DEVICE_NOT_FOUND');
+  assert.equal(st.code, 'PT_ERR_DEVICE_NOT_FOUND');
 });
 
 test('drift: someone unbinds a claimed device; the keeper notices and the engine re-binds', async () => {
@@ -267,7 +267,7 @@ test('a corrupt store stops the agent with PT_ERR_STORE_CORRUPT and is left byte
 test('a store write failure before the bind leaves the device untouched', async () => {
   const r = await rig(labTopology(), { run: false });
   await r.agent.claim([B], once);
-  (r.store as MemoryStore).failSaves = 1;
+  r.store.failSaves = 1;
   const before = r.kernel.calls.filter((c) => c.address === A).length;
   const [st] = await r.agent.claim([A], once).catch(() => [undefined]);
   assert.equal(st, undefined, 'the claim itself could not be stored');

@@ -78,7 +78,7 @@ export function labTopology(release = '6.1.0-26-amd64'): Topology {
 export interface Rig {
   clock: ManualClock;
   kernel: SimKernel;
-  store: StateStore;
+  store: MemoryStore;
   history: MemoryHistory;
   agent: Agent;
   ac: AbortController;
