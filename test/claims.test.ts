@@ -180,6 +180,7 @@ test('host-critical devices are refused with the reason unless forced', async ()
   assert.equal(st?.code, 'PT_ERR_HOST_CRITICAL');
   assert.match(st.message ?? '', /9p filesystem at \//);
   assert.equal(r.kernel.driverOf(ROOTFS), 'virtio-pci');
+  assert.equal((await r.store.load()).claims[ROOTFS], undefined, 'a refused claim is not stored');
   const [host] = await r.agent.claim([parseAddresses(['0000:00:00.0'])[0]!], once);
   assert.equal(host?.code, 'PT_ERR_HOST_CRITICAL');
   assert.match(host.message ?? '', /host bridge/);

@@ -124,11 +124,13 @@ export class Agent {
     addresses: PciAddress[],
     opts: { withGroup: boolean; force: boolean },
   ): Promise<ClaimStatus[]> {
-    await this.engine.addClaims(
+    const { rejected } = await this.engine.addClaims(
       addresses.map((address) => ({ address, withGroup: opts.withGroup, force: opts.force })),
     );
     const pass = await this.engine.reconcile();
-    return pass.claims.filter((c) => addresses.includes(c.address));
+    return [...pass.claims.filter((c) => addresses.includes(c.address)), ...rejected].sort(
+      (a, b) => (a.address < b.address ? -1 : 1),
+    );
   }
 
   async release(addresses: PciAddress[]): Promise<ReleaseOutcome[]> {
@@ -160,6 +162,15 @@ export class Agent {
       out.push(o);
     }
     return out;
+  }
+
+  /** Status without a running agent: reads the store and the host, changes nothing. */
+  async inspect(recent = 20): Promise<AgentStatus> {
+    await this.engine.start();
+    await this.keeper.init();
+    await this.keeper.refresh();
+    await this.engine.preview();
+    return this.status(recent);
   }
 
   async status(recent = 20): Promise<AgentStatus> {

@@ -14,8 +14,8 @@ export interface GlobalOptions {
   root: string;
   sim?: string;
   pciIds?: string;
-  stateDir: string;
-  socket: string;
+  stateDir?: string;
+  socket?: string;
   modprobe: string;
   logLevel: string;
   logFormat: LogFormat;
@@ -28,6 +28,9 @@ export interface Runtime {
   sim: SimKernel | null;
   logger: Logger;
   opts: GlobalOptions;
+  /** Resolved: with --sim they default to a per-topology folder under the temp dir. */
+  stateDir: string;
+  socket: string;
 }
 
 /** Side effects the program needs from main.ts (so the CLI itself touches no files). */
@@ -77,13 +80,13 @@ export function buildProgram(env: CliEnv): Command {
     )
     .option(
       '--state-dir <dir>',
-      'where claims, the ledger and history live',
-      process.env.PASSTHRU_STATE_DIR ?? DEFAULTS.stateDir,
+      `where claims, the ledger and history live (default ${DEFAULTS.stateDir}; with --sim, a folder per topology under the temp dir)`,
+      process.env.PASSTHRU_STATE_DIR,
     )
     .option(
       '--socket <path>',
-      "the agent's control socket",
-      process.env.PASSTHRU_SOCKET ?? DEFAULTS.socket,
+      `the agent's control socket (default ${DEFAULTS.socket}; with --sim, agent.sock in the state dir)`,
+      process.env.PASSTHRU_SOCKET,
     )
     .option(
       '--modprobe <path>',

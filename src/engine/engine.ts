@@ -126,18 +126,54 @@ export class Engine {
     return p;
   }
 
-  async addClaims(specs: Omit<ClaimSpec, 'createdAt'>[]): Promise<void> {
+  /**
+   * Stores new claims. A claim that would be refused (host-critical, group not viable, no
+   * group) or names an absent device is not stored: it is returned as rejected and nothing
+   * changes.
+   */
+  async addClaims(specs: Omit<ClaimSpec, 'createdAt'>[]): Promise<{ rejected: ClaimStatus[] }> {
     const now = this.clock.now();
-    const added = specs.filter((s) => {
+    const changed = specs.filter((s) => {
       const prev = this.state.claims[s.address];
       return !prev || prev.withGroup !== s.withGroup || prev.force !== s.force;
     });
-    if (added.length === 0) return;
-    await this.persist((s) => {
-      for (const c of added)
-        s.claims[c.address] = { ...c, createdAt: s.claims[c.address]?.createdAt ?? now };
+    if (changed.length === 0) return { rejected: [] };
+    const hypothetical: State = structuredClone(this.state);
+    for (const c of changed) hypothetical.claims[c.address] = { ...c, createdAt: now };
+    const preview = plan(await this.observe(), hypothetical);
+    const rejected: ClaimStatus[] = [];
+    const accepted = changed.filter((c) => {
+      const p = preview.claims.find((x) => x.address === c.address);
+      if (!p || (p.state !== 'refused' && p.state !== 'missing')) return true;
+      const st: ClaimStatus = {
+        address: c.address,
+        state: p.state,
+        withGroup: c.withGroup,
+        force: c.force,
+        members: p.members,
+        group: p.group,
+        originalDrivers: {},
+        lastChange: now,
+      };
+      if (p.code !== undefined) st.code = p.code;
+      if (p.message !== undefined) st.message = p.message;
+      rejected.push(st);
+      this.bus.emit({
+        type: 'claim.refused',
+        at: now,
+        address: c.address,
+        code: p.code ?? 'PT_ERR_INTERNAL',
+        message: p.message ?? '',
+      });
+      return false;
     });
-    for (const c of added) {
+    if (accepted.length > 0) {
+      await this.persist((s) => {
+        for (const c of accepted)
+          s.claims[c.address] = { ...c, createdAt: s.claims[c.address]?.createdAt ?? now };
+      });
+    }
+    for (const c of accepted) {
       this.failures.delete(c.address);
       this.bus.emit({
         type: 'claim.added',
@@ -147,6 +183,7 @@ export class Engine {
         force: c.force,
       });
     }
+    return { rejected };
   }
 
   async removeClaims(addrs: PciAddress[]): Promise<PciAddress[]> {
@@ -449,6 +486,12 @@ export class Engine {
       out.push(st);
     }
     return out;
+  }
+
+  /** Statuses as a pass would report them, without applying anything (read-only status). */
+  async preview(): Promise<ClaimStatus[]> {
+    const p = plan(await this.observe(), this.state);
+    return this.updateStatuses(p.claims, []);
   }
 
   claimStatuses(): ClaimStatus[] {

@@ -131,6 +131,12 @@ export class ModuleKeeper {
     return { missing, states };
   }
 
+  /** Read the modules' state without acting on it (read-only status). */
+  async refresh(): Promise<void> {
+    this.lastCheck = this.d.clock.now();
+    await this.missingModules();
+  }
+
   /**
    * Load whatever is missing, helpers first. One attempt; throws PT_ERR_MODULE_UNAVAILABLE
    * with modprobe's reason. The engine calls this before binding.
