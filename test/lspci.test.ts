@@ -8,50 +8,12 @@ import { loadPciIds, loadTopology, listShippedTopologies } from '../src/host/fil
 import { writeSysfsTree } from '../src/host/sysfs-tree.js';
 import { discover } from '../src/pci/discovery.js';
 import type { Inventory } from '../src/pci/model.js';
-import { bracketId, bracketName, lspciAvailable, runLspci, type LspciRecord } from './lspci.js';
+import { compareWithLspci, lspciAvailable, runLspci, type ListEntry, type LspciRecord } from './lspci.js';
+import { deviceJson } from '../src/cli/views.js';
 
-/** Field by field: slot, class, vendor, device, subsystem, revision, prog-if, driver, group, NUMA. */
 function compare(inv: Inventory, records: LspciRecord[], where: string): number {
-  assert.deepEqual(
-    inv.devices.map((d) => d.address),
-    records.map((r) => r.Slot),
-    `${where}: same slots in the same order`,
-  );
-  let fields = 0;
-  for (const r of records) {
-    const d = inv.byAddress.get(r.Slot as never);
-    assert.ok(d, `${where}: ${r.Slot} discovered`);
-    const at = `${where} ${d.address}`;
-    const check = (
-      what: string,
-      ours: string | number | null | undefined,
-      theirs: string | number | null | undefined,
-    ): void => {
-      assert.equal(ours, theirs, `${at}: ${what}`);
-      fields++;
-    };
-    check('class', d.classId.slice(0, 4), bracketId(r.Class));
-    check('vendor', d.vendorId, bracketId(r.Vendor));
-    check('device', d.deviceId, bracketId(r.Device));
-    // lspci omits the subsystem when it is 0000:0000 and prints Rev only when non-zero.
-    if (r.SVendor !== undefined)
-      check('subsystem vendor', d.subsystemVendorId, bracketId(r.SVendor));
-    if (r.SDevice !== undefined)
-      check('subsystem device', d.subsystemDeviceId, bracketId(r.SDevice));
-    check('revision', d.revision, r.Rev ?? '00');
-    check('prog-if', d.classId.slice(4, 6), r.ProgIf ?? '00');
-    check('driver', d.driver, r.Driver ?? null);
-    check('iommu group', d.iommuGroup, r.IOMMUGroup === undefined ? null : Number(r.IOMMUGroup));
-    check('numa node', d.numaNode, r.NUMANode === undefined ? null : Number(r.NUMANode));
-    // Names: both read the same pci.ids; compare where lspci found one.
-    const vendorName = bracketName(r.Vendor);
-    if (vendorName !== undefined && !/^(Vendor|Device)( [0-9a-f]{4})?$/.test(vendorName))
-      check('vendor name', d.vendorName, vendorName);
-    const deviceName = bracketName(r.Device);
-    if (deviceName !== undefined && !/^Device( [0-9a-f]{4})?$/.test(deviceName))
-      check('device name', d.deviceName, deviceName);
-    check('class name', d.subclassName, bracketName(r.Class));
-  }
+  const { fields, mismatches } = compareWithLspci(inv.devices.map((d) => deviceJson(d) as unknown as ListEntry), records);
+  assert.deepEqual(mismatches, [], `${where}: passthru and lspci disagree`);
   return fields;
 }
 
