@@ -5,3 +5,4 @@ import '../src/host/sim/kernel.test.js';
 import './lspci.test.js';
 import './field-failure.test.js';
 import './claims.test.js';
+import './linux-host.test.js';

@@ -8,11 +8,20 @@ import { loadPciIds, loadTopology, listShippedTopologies } from '../src/host/fil
 import { writeSysfsTree } from '../src/host/sysfs-tree.js';
 import { discover } from '../src/pci/discovery.js';
 import type { Inventory } from '../src/pci/model.js';
-import { compareWithLspci, lspciAvailable, runLspci, type ListEntry, type LspciRecord } from './lspci.js';
+import {
+  compareWithLspci,
+  lspciAvailable,
+  runLspci,
+  type ListEntry,
+  type LspciRecord,
+} from './lspci.js';
 import { deviceJson } from '../src/cli/views.js';
 
 function compare(inv: Inventory, records: LspciRecord[], where: string): number {
-  const { fields, mismatches } = compareWithLspci(inv.devices.map((d) => deviceJson(d) as unknown as ListEntry), records);
+  const { fields, mismatches } = compareWithLspci(
+    inv.devices.map((d) => deviceJson(d) as unknown as ListEntry),
+    records,
+  );
   assert.deepEqual(mismatches, [], `${where}: passthru and lspci disagree`);
   return fields;
 }

@@ -75,7 +75,10 @@ export interface ListEntry {
  * NUMA node, and names where lspci found one. Returns the mismatches, not assertions, so the
  * guest side of the real-kernel suite can report them too.
  */
-export function compareWithLspci(list: ListEntry[], records: LspciRecord[]): { fields: number; mismatches: string[] } {
+export function compareWithLspci(
+  list: ListEntry[],
+  records: LspciRecord[],
+): { fields: number; mismatches: string[] } {
   const mismatches: string[] = [];
   let fields = 0;
   const slotsA = list.map((d) => d.address).join(',');
@@ -87,23 +90,30 @@ export function compareWithLspci(list: ListEntry[], records: LspciRecord[]): { f
     if (!d) continue;
     const check = (what: string, ours: unknown, theirs: unknown): void => {
       fields++;
-      if (ours !== theirs) mismatches.push(`${d.address} ${what}: passthru ${JSON.stringify(ours)} lspci ${JSON.stringify(theirs)}`);
+      if (ours !== theirs)
+        mismatches.push(
+          `${d.address} ${what}: passthru ${JSON.stringify(ours)} lspci ${JSON.stringify(theirs)}`,
+        );
     };
     check('class', d.classId.slice(0, 4), bracketId(r.Class));
     check('vendor', d.vendorId, bracketId(r.Vendor));
     check('device', d.deviceId, bracketId(r.Device));
     // lspci omits a zero subsystem and prints Rev only when non-zero.
-    if (r.SVendor !== undefined) check('subsystem vendor', d.subsystemVendorId, bracketId(r.SVendor));
-    if (r.SDevice !== undefined) check('subsystem device', d.subsystemDeviceId, bracketId(r.SDevice));
+    if (r.SVendor !== undefined)
+      check('subsystem vendor', d.subsystemVendorId, bracketId(r.SVendor));
+    if (r.SDevice !== undefined)
+      check('subsystem device', d.subsystemDeviceId, bracketId(r.SDevice));
     check('revision', d.revision, r.Rev ?? '00');
     check('prog-if', d.classId.slice(4, 6), r.ProgIf ?? '00');
     check('driver', d.driver, r.Driver ?? null);
     check('iommu group', d.iommuGroup, r.IOMMUGroup === undefined ? null : Number(r.IOMMUGroup));
     check('numa node', d.numaNode, r.NUMANode === undefined ? null : Number(r.NUMANode));
     const vendorName = bracketName(r.Vendor);
-    if (vendorName !== undefined && !/^(Vendor|Device)( [0-9a-f]{4})?$/.test(vendorName)) check('vendor name', d.vendorName, vendorName);
+    if (vendorName !== undefined && !/^(Vendor|Device)( [0-9a-f]{4})?$/.test(vendorName))
+      check('vendor name', d.vendorName, vendorName);
     const deviceName = bracketName(r.Device);
-    if (deviceName !== undefined && !/^Device( [0-9a-f]{4})?$/.test(deviceName)) check('device name', d.deviceName, deviceName);
+    if (deviceName !== undefined && !/^Device( [0-9a-f]{4})?$/.test(deviceName))
+      check('device name', d.deviceName, deviceName);
     check('class name', d.className, bracketName(r.Class));
   }
   return { fields, mismatches };

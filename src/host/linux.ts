@@ -300,6 +300,21 @@ export class LinuxHost implements HostPort {
           add(p, `${fstype} filesystem at ${where}`);
       }
     }
+    // A 9p or virtiofs share may back a mount this namespace cannot see (an overlay's lower
+    // layer after switch_root, a container's root): never treat such a device as free.
+    for (const v of await readdirOrEmpty(this.p('sys/bus/virtio/devices'))) {
+      const drv = await readLinkBase(this.p('sys/bus/virtio/devices', v, 'driver'));
+      if (drv !== '9pnet_virtio' && drv !== 'virtiofs') continue;
+      const tag = (
+        (await readText(this.p('sys/bus/virtio/devices', v, 'mount_tag'))) ?? '?'
+      ).replace(/\0+$/, '');
+      const real = await fs.realpath(this.p('sys/bus/virtio/devices', v)).catch(() => null);
+      if (real !== null)
+        add(
+          real,
+          `${drv === 'virtiofs' ? 'virtiofs' : '9p'} share "${tag}" (may back a mounted filesystem)`,
+        );
+    }
     const swaps = (await readText(this.p('proc/swaps'))) ?? '';
     for (const line of swaps.split('\n').slice(1)) {
       const file = line.split(/\s+/)[0];

@@ -37,7 +37,9 @@ function ensureTools(): void {
     driverctl: 'driverctl',
     'apt-get': 'apt',
   };
-  const missing = Object.entries(need).filter(([c]) => !have(c)).map(([, p]) => p);
+  const missing = Object.entries(need)
+    .filter(([c]) => !have(c))
+    .map(([, p]) => p);
   if (!fs.existsSync('/bin/busybox')) missing.push('busybox-static');
   if (!fs.existsSync('/usr/share/misc/pci.ids')) missing.push('pci.ids');
   if (missing.length === 0) return;
@@ -79,7 +81,12 @@ function ensureKernel(): Kernel {
     fs.writeFileSync(path.join(root, '.done'), '');
   }
   const version = fs.readdirSync(path.join(root, 'lib/modules'))[0] ?? '';
-  return { version, image: path.join(root, 'boot', `vmlinuz-${version}`), root, modDir: path.join(root, 'lib/modules', version) };
+  return {
+    version,
+    image: path.join(root, 'boot', `vmlinuz-${version}`),
+    root,
+    modDir: path.join(root, 'lib/modules', version),
+  };
 }
 
 function moduleClosure(modDir: string, names: string[]): string[] {
@@ -91,7 +98,13 @@ function moduleClosure(modDir: string, names: string[]): string[] {
     map.set(file, deps.trim().split(/\s+/).filter(Boolean));
   }
   const byName = (n: string): string | undefined =>
-    [...map.keys()].find((f) => path.basename(f).replace(/\.ko(\.\w+)?$/, '').replace(/-/g, '_') === n);
+    [...map.keys()].find(
+      (f) =>
+        path
+          .basename(f)
+          .replace(/\.ko(\.\w+)?$/, '')
+          .replace(/-/g, '_') === n,
+    );
   const out = new Set<string>();
   const add = (f: string): void => {
     if (out.has(f)) return;
@@ -108,13 +121,19 @@ function moduleClosure(modDir: string, names: string[]): string[] {
 /** A small initramfs: busybox, the modules that reach the 9p root, the first-stage init. */
 function ensureInitramfs(k: Kernel): string {
   const init = fs.readFileSync(path.join(repo, 'test/kernel/initramfs-init.sh'));
-  const key = createHash('sha256').update(init).update(k.version).update(fs.readFileSync('/bin/busybox')).digest('hex').slice(0, 16);
+  const key = createHash('sha256')
+    .update(init)
+    .update(k.version)
+    .update(fs.readFileSync('/bin/busybox'))
+    .digest('hex')
+    .slice(0, 16);
   const out = path.join(cache, `initrd-${key}.cpio.gz`);
   if (fs.existsSync(out)) return out;
   log('building initramfs');
   const stage = fs.mkdtempSync(path.join(os.tmpdir(), 'pt-initrd-'));
   try {
-    for (const d of ['bin', 'dev', 'proc', 'sys', 'lib/modules']) fs.mkdirSync(path.join(stage, d), { recursive: true });
+    for (const d of ['bin', 'dev', 'proc', 'sys', 'lib/modules'])
+      fs.mkdirSync(path.join(stage, d), { recursive: true });
     fs.copyFileSync('/bin/busybox', path.join(stage, 'bin/busybox'));
     fs.chmodSync(path.join(stage, 'bin/busybox'), 0o755);
     fs.copyFileSync(path.join(repo, 'test/kernel/initramfs-init.sh'), path.join(stage, 'init'));
@@ -125,7 +144,10 @@ function ensureInitramfs(k: Kernel): string {
       fs.copyFileSync(path.join(k.modDir, f), dst);
     }
     execFileSync('depmod', ['-b', stage, k.version], { stdio: 'ignore' });
-    execFileSync('sh', ['-c', `cd '${stage}' && find . | cpio -o -H newc --quiet | gzip -1 > '${out}.tmp' && mv '${out}.tmp' '${out}'`]);
+    execFileSync('sh', [
+      '-c',
+      `cd '${stage}' && find . | cpio -o -H newc --quiet | gzip -1 > '${out}.tmp' && mv '${out}.tmp' '${out}'`,
+    ]);
   } finally {
     fs.rmSync(stage, { recursive: true, force: true });
   }
@@ -147,32 +169,63 @@ function qemuArgs(k: Kernel, initrd: string, job: string, scenario: string): str
   ].join(' ');
   const nics = (n: number): string[] => ['-netdev', `user,id=n${n},restrict=on`];
   return [
-    '-machine', 'q35,kernel-irqchip=split',
-    '-accel', 'tcg,thread=multi',
-    '-smp', '2',
-    '-m', '1024',
-    '-cpu', 'max',
-    '-device', 'intel-iommu,intremap=on,caching-mode=on',
-    '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio',
-    '-kernel', k.image,
-    '-initrd', initrd,
-    '-append', append,
+    '-machine',
+    'q35,kernel-irqchip=split',
+    '-accel',
+    'tcg,thread=multi',
+    '-smp',
+    '2',
+    '-m',
+    '1024',
+    '-cpu',
+    'max',
+    '-device',
+    'intel-iommu,intremap=on,caching-mode=on',
+    '-nographic',
+    '-no-reboot',
+    '-nodefaults',
+    '-serial',
+    'stdio',
+    '-kernel',
+    k.image,
+    '-initrd',
+    initrd,
+    '-append',
+    append,
     // The guest's root and the job folder: virtio 9p devices the host-critical guard must refuse.
-    '-fsdev', 'local,id=hostfs,path=/,security_model=none,readonly=on,multidevs=remap',
-    '-device', 'virtio-9p-pci,fsdev=hostfs,mount_tag=hostfs,addr=2.0',
-    '-fsdev', `local,id=jobfs,path=${job},security_model=none,multidevs=remap`,
-    '-device', 'virtio-9p-pci,fsdev=jobfs,mount_tag=jobfs,addr=3.0',
+    '-fsdev',
+    'local,id=hostfs,path=/,security_model=none,readonly=on,multidevs=remap',
+    '-device',
+    'virtio-9p-pci,fsdev=hostfs,mount_tag=hostfs,addr=2.0',
+    '-fsdev',
+    `local,id=jobfs,path=${job},security_model=none,multidevs=remap`,
+    '-device',
+    'virtio-9p-pci,fsdev=jobfs,mount_tag=jobfs,addr=3.0',
     // Three e1000e NICs, each alone behind its own root port: one IOMMU group each.
-    ...[1, 2, 3].flatMap((i) => ['-device', `pcie-root-port,id=rp${i},chassis=${i},slot=${i},addr=1.${i - 1}${i === 1 ? ',multifunction=on' : ''}`, '-device', `e1000e,bus=rp${i},netdev=n${i},romfile=`, ...nics(i)]),
+    ...[1, 2, 3].flatMap((i) => [
+      '-device',
+      `pcie-root-port,id=rp${i},chassis=${i},slot=${i},addr=1.${i - 1}${i === 1 ? ',multifunction=on' : ''}`,
+      '-device',
+      `e1000e,bus=rp${i},netdev=n${i},romfile=`,
+      ...nics(i),
+    ]),
     // A two-function e1000 on the root bus: both functions share one group.
-    '-device', 'e1000,addr=5.0,multifunction=on,netdev=n4,romfile=', ...nics(4),
-    '-device', 'e1000,addr=5.1,netdev=n5,romfile=', ...nics(5),
+    '-device',
+    'e1000,addr=5.0,multifunction=on,netdev=n4,romfile=',
+    ...nics(4),
+    '-device',
+    'e1000,addr=5.1,netdev=n5,romfile=',
+    ...nics(5),
     // edu: a device no driver claims.
-    '-device', 'edu,addr=6.0',
+    '-device',
+    'edu,addr=6.0',
     // An SR-IOV physical function (nvme) whose VFs get their own groups.
-    '-device', 'pcie-root-port,id=rp4,chassis=4,slot=4,addr=1.3',
-    '-device', 'nvme-subsys,id=ns0,nqn=lab-nvme',
-    '-device', 'nvme,bus=rp4,serial=lab0001,subsys=ns0,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=3',
+    '-device',
+    'pcie-root-port,id=rp4,chassis=4,slot=4,addr=1.3',
+    '-device',
+    'nvme-subsys,id=ns0,nqn=lab-nvme',
+    '-device',
+    'nvme,bus=rp4,serial=lab0001,subsys=ns0,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=3',
   ];
 }
 
@@ -189,7 +242,9 @@ function bootOnce(k: Kernel, initrd: string, scenario: string): Promise<Outcome>
   fs.chmodSync(job, 0o777);
   const started = Date.now();
   return new Promise((resolve) => {
-    const qemu = spawn('qemu-system-x86_64', qemuArgs(k, initrd, job, scenario), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const qemu = spawn('qemu-system-x86_64', qemuArgs(k, initrd, job, scenario), {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const consoleLog = fs.createWriteStream(path.join(job, 'console.log'));
     let text = '';
     const onData = (c: Buffer): void => {
@@ -209,17 +264,34 @@ function bootOnce(k: Kernel, initrd: string, scenario: string): Promise<Outcome>
       const m = /PASSTHRU-RESULT scenario=\S+ rc=(\d+)/.exec(text);
       let result: Record<string, unknown> | null = null;
       try {
-        result = JSON.parse(fs.readFileSync(path.join(job, `${scenario}.json`), 'utf8')) as Record<string, unknown>;
+        result = JSON.parse(fs.readFileSync(path.join(job, `${scenario}.json`), 'utf8')) as Record<
+          string,
+          unknown
+        >;
       } catch {
         result = null;
       }
-      const guestLog = fs.existsSync(path.join(job, 'guest.log')) ? fs.readFileSync(path.join(job, 'guest.log'), 'utf8') : '';
+      const guestLog = fs.existsSync(path.join(job, 'guest.log'))
+        ? fs.readFileSync(path.join(job, 'guest.log'), 'utf8')
+        : '';
       if (!m) {
-        resolve({ scenario, ok: false, seconds, result, note: `no result line (hung or crashed); console tail:\n${text.slice(-3000)}\nguest log:\n${guestLog.slice(-3000)}` });
+        resolve({
+          scenario,
+          ok: false,
+          seconds,
+          result,
+          note: `no result line (hung or crashed); console tail:\n${text.slice(-3000)}\nguest log:\n${guestLog.slice(-3000)}`,
+        });
         return;
       }
       const ok = m[1] === '0' && result?.ok === true;
-      resolve({ scenario, ok, seconds, result, note: ok ? '' : `guest log:\n${guestLog.slice(-6000)}` });
+      resolve({
+        scenario,
+        ok,
+        seconds,
+        result,
+        note: ok ? '' : `guest log:\n${guestLog.slice(-6000)}`,
+      });
       if (ok) fs.rmSync(job, { recursive: true, force: true });
     });
   });
@@ -229,7 +301,8 @@ async function main(): Promise<void> {
   const wanted = process.argv.slice(2);
   const list = wanted.length > 0 ? wanted : SCENARIOS.map((s) => s.name);
   for (const w of list) {
-    if (!SCENARIOS.some((s) => s.name === w)) throw new Error(`unknown scenario ${w}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+    if (!SCENARIOS.some((s) => s.name === w))
+      throw new Error(`unknown scenario ${w}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
   }
   ensureTools();
   const k = ensureKernel();
@@ -245,7 +318,8 @@ async function main(): Promise<void> {
       o = await bootOnce(k, initrd, name);
     }
     outcomes.push(o);
-    const measured = o.result?.measured === undefined ? '' : ` ${JSON.stringify(o.result.measured)}`;
+    const measured =
+      o.result?.measured === undefined ? '' : ` ${JSON.stringify(o.result.measured)}`;
     log(`${o.ok ? 'PASS' : 'FAIL'} ${name} (${o.seconds.toFixed(1)} s boot+run)${measured}`);
     for (const n of (o.result?.notes as string[] | undefined) ?? []) log(`  ${n}`);
     if (!o.ok) log(o.note);

@@ -32,10 +32,17 @@ function expect(cond: boolean, what: string): asserts cond {
   if (!cond) throw new Failure(what);
 }
 
-function cli(args: string[], opts: { allowFail?: boolean } = {}): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, [MAIN, ...BASE, ...args], { encoding: 'utf8', timeout: 120_000 });
+function cli(
+  args: string[],
+  opts: { allowFail?: boolean } = {},
+): { code: number; out: string; err: string } {
+  const r = spawnSync(process.execPath, [MAIN, ...BASE, ...args], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   const code = r.status ?? -1;
-  if (code !== 0 && opts.allowFail !== true) throw new Failure(`passthru ${args.join(' ')} exited ${code}: ${r.stderr}${r.stdout}`);
+  if (code !== 0 && opts.allowFail !== true)
+    throw new Failure(`passthru ${args.join(' ')} exited ${code}: ${r.stderr}${r.stdout}`);
   return { code, out: r.stdout, err: r.stderr };
 }
 
@@ -60,7 +67,10 @@ function groupOf(a: string): number {
   return Number(path.basename(fs.readlinkSync(dev(a, 'iommu_group'))));
 }
 function moduleState(name: string): string {
-  const line = fs.readFileSync('/proc/modules', 'utf8').split('\n').find((l) => l.startsWith(`${name} `));
+  const line = fs
+    .readFileSync('/proc/modules', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${name} `));
   return line?.split(' ')[4] ?? 'absent';
 }
 
@@ -68,7 +78,9 @@ function list(): ListEntry[] {
   return JSON.parse(cli(['list', '--json']).out) as ListEntry[];
 }
 function byIds(vendor: string, device: string): string[] {
-  return list().filter((d) => d.vendorId === vendor && d.deviceId === device).map((d) => d.address);
+  return list()
+    .filter((d) => d.vendorId === vendor && d.deviceId === device)
+    .map((d) => d.address);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -83,7 +95,9 @@ async function waitFor(pred: () => boolean, ms: number, step = 5): Promise<numbe
 
 function startAgent(extra: string[] = [], logName = 'agent.log'): ChildProcess {
   const logFd = fs.openSync(path.join(jobDir, logName), 'a');
-  return spawn(process.execPath, [MAIN, ...BASE, '--log-level', 'info', 'agent', ...extra], { stdio: ['ignore', logFd, logFd] });
+  return spawn(process.execPath, [MAIN, ...BASE, '--log-level', 'info', 'agent', ...extra], {
+    stdio: ['ignore', logFd, logFd],
+  });
 }
 async function waitForAgent(): Promise<void> {
   const ok = await waitFor(() => fs.existsSync(SOCKET), 30_000, 50);
@@ -93,14 +107,27 @@ async function waitForAgent(): Promise<void> {
 }
 interface Status {
   claims: { address: string; state: string }[];
-  keeper: { losses: number; recovering: boolean; recoveries: { via: string; detectToReloadMs: number | null; detectToReboundMs: number | null; attempts: number }[] };
+  keeper: {
+    losses: number;
+    recovering: boolean;
+    recoveries: {
+      via: string;
+      detectToReloadMs: number | null;
+      detectToReboundMs: number | null;
+      attempts: number;
+    }[];
+  };
 }
 function status(): Status {
   return JSON.parse(cli(['status', '--json']).out) as Status;
 }
 function stats(xs: number[]): { min: number; median: number; max: number } {
   const s = [...xs].sort((a, b) => a - b);
-  return { min: Math.round(s[0] ?? 0), median: Math.round(s[Math.floor(s.length / 2)] ?? 0), max: Math.round(s[s.length - 1] ?? 0) };
+  return {
+    min: Math.round(s[0] ?? 0),
+    median: Math.round(s[Math.floor(s.length / 2)] ?? 0),
+    max: Math.round(s[s.length - 1] ?? 0),
+  };
 }
 
 // ------------------------------------------------------------------ scenarios
@@ -109,10 +136,17 @@ async function discovery(): Promise<void> {
   const ours = list();
   const lspci = parseLspci(sh('lspci -vmm -nn -k -D -O hwdb.disable=1').out);
   const { fields, mismatches } = compareWithLspci(ours, lspci);
-  report.measured = { functions: ours.length, fields, groups: new Set(ours.map((d) => d.iommuGroup)).size };
+  report.measured = {
+    functions: ours.length,
+    fields,
+    groups: new Set(ours.map((d) => d.iommuGroup)).size,
+  };
   for (const m of mismatches) note(`mismatch: ${m}`);
   expect(mismatches.length === 0, 'passthru list --json agrees with lspci');
-  expect(ours.filter((d) => d.iommuGroup !== null).length === ours.length, 'every function has an IOMMU group');
+  expect(
+    ours.filter((d) => d.iommuGroup !== null).length === ours.length,
+    'every function has an IOMMU group',
+  );
 }
 
 async function claimRelease(): Promise<void> {
@@ -131,7 +165,11 @@ async function claimRelease(): Promise<void> {
   expect(driverOf(nic) === 'e1000e', 'NIC back on e1000e after release');
   expect(overrideOf(nic) === null, 'override cleared');
   expect(!fs.existsSync(`/dev/vfio/${groupOf(nic)}`), '/dev/vfio node gone');
-  report.measured = { device: nic, claimCliMs: Math.round(claimMs), releaseCliMs: Math.round(releaseMs) };
+  report.measured = {
+    device: nic,
+    claimCliMs: Math.round(claimMs),
+    releaseCliMs: Math.round(releaseMs),
+  };
 }
 
 async function fieldFailure(): Promise<void> {
@@ -141,7 +179,10 @@ async function fieldFailure(): Promise<void> {
   try {
     await waitForAgent();
     cli(['claim', ...nics]);
-    expect(nics.every((a) => driverOf(a) === 'vfio-pci'), 'both NICs claimed');
+    expect(
+      nics.every((a) => driverOf(a) === 'vfio-pci'),
+      'both NICs claimed',
+    );
     const recovery: number[] = [];
     const otherRmmod: string[] = [];
     for (let i = 0; i < 10; i++) {
@@ -151,7 +192,10 @@ async function fieldFailure(): Promise<void> {
       expect(r1.code === 0, `modprobe -r vfio_pci (round ${i}): ${r1.out}`);
       const r2 = sh('rmmod vfio_pci_core');
       otherRmmod.push(r2.code === 0 ? 'removed' : /in use/.test(r2.out) ? 'in use' : r2.out.trim());
-      const ms = await waitFor(() => nics.every((a) => driverOf(a) === 'vfio-pci') && moduleState('vfio_pci') === 'Live', 20_000);
+      const ms = await waitFor(
+        () => nics.every((a) => driverOf(a) === 'vfio-pci') && moduleState('vfio_pci') === 'Live',
+        20_000,
+      );
       expect(ms !== null, `round ${i}: both NICs back on vfio-pci within 20 s`);
       recovery.push(ms + 0 + (performance.now() - t0 - ms));
       // Let the agent finish recording the recovery before the next removal.
@@ -160,8 +204,14 @@ async function fieldFailure(): Promise<void> {
     const st = status();
     const recs = st.keeper.recoveries;
     expect(st.keeper.losses >= 10, `10 losses seen (saw ${st.keeper.losses})`);
-    expect(recs.length >= 10 && recs.every((r) => r.detectToReboundMs !== null), 'every loss recovered, none missed');
-    expect(st.claims.every((c) => c.state === 'ready'), 'claims ready');
+    expect(
+      recs.length >= 10 && recs.every((r) => r.detectToReboundMs !== null),
+      'every loss recovered, none missed',
+    );
+    expect(
+      st.claims.every((c) => c.state === 'ready'),
+      'claims ready',
+    );
     report.measured = {
       rounds: 10,
       losses: st.keeper.losses,
@@ -187,8 +237,16 @@ async function crashMidBind(): Promise<void> {
   agent.kill('SIGKILL');
   claim.kill('SIGKILL');
   await sleep(200);
-  expect(driverOf(nic) === null && overrideOf(nic) === 'vfio-pci', 'left driverless with the override, as a crash leaves it');
-  const ledger = (): string | null | undefined => (JSON.parse(fs.readFileSync(path.join(STATE, 'state.json'), 'utf8')) as { ledger: Record<string, { originalDriver: string | null }> }).ledger[nic]?.originalDriver;
+  expect(
+    driverOf(nic) === null && overrideOf(nic) === 'vfio-pci',
+    'left driverless with the override, as a crash leaves it',
+  );
+  const ledger = (): string | null | undefined =>
+    (
+      JSON.parse(fs.readFileSync(path.join(STATE, 'state.json'), 'utf8')) as {
+        ledger: Record<string, { originalDriver: string | null }>;
+      }
+    ).ledger[nic]?.originalDriver;
   expect(ledger() === 'e1000e', 'ledger recorded e1000e before touching the device');
   fs.rmSync(SOCKET, { force: true });
   const t0 = performance.now();
@@ -211,7 +269,10 @@ async function multifunction(): Promise<void> {
   expect(groupOf(f0) === groupOf(f1), 'both functions share a group');
   const r = cli(['claim', f0], { allowFail: true });
   expect(r.code === 4, `claim of one function refused with exit 4 (got ${r.code})`);
-  expect(r.out.includes('PT_ERR_GROUP_NOT_VIABLE') && r.out.includes(f1), 'refusal names the blocker');
+  expect(
+    r.out.includes('PT_ERR_GROUP_NOT_VIABLE') && r.out.includes(f1),
+    'refusal names the blocker',
+  );
   expect(driverOf(f0) === 'e1000' && driverOf(f1) === 'e1000', 'nothing changed');
   cli(['claim', '--with-group', f0]);
   expect(driverOf(f0) === 'vfio-pci' && driverOf(f1) === 'vfio-pci', 'both functions on vfio-pci');
@@ -227,7 +288,10 @@ async function hostCritical(): Promise<void> {
   for (const a of ninep) {
     const before = driverOf(a);
     const r = cli(['claim', a], { allowFail: true });
-    expect(r.code === 4 && r.out.includes('PT_ERR_HOST_CRITICAL'), `${a} refused as host-critical: ${r.out}`);
+    expect(
+      r.code === 4 && r.out.includes('PT_ERR_HOST_CRITICAL'),
+      `${a} refused as host-critical: ${r.out}`,
+    );
     expect(/9p filesystem/.test(r.out), 'the reason names the 9p filesystem');
     expect(driverOf(a) === before, 'driver unchanged');
   }
@@ -237,15 +301,25 @@ async function hostCritical(): Promise<void> {
 async function driverctl(): Promise<void> {
   const nic = byIds('8086', '10d3')[2];
   expect(nic !== undefined, 'a third e1000e NIC');
-  const snapshot = (): Record<string, unknown> => ({ driver: driverOf(nic), override: overrideOf(nic), node: fs.existsSync(`/dev/vfio/${groupOf(nic)}`) });
+  const snapshot = (): Record<string, unknown> => ({
+    driver: driverOf(nic),
+    override: overrideOf(nic),
+    node: fs.existsSync(`/dev/vfio/${groupOf(nic)}`),
+  });
   const r = sh(`driverctl --nosave set-override ${nic} vfio-pci`);
   expect(r.code === 0, `driverctl set-override: ${r.out}`);
   const viaDriverctl = snapshot();
   const u = sh(`driverctl --nosave unset-override ${nic}`);
-  expect(u.code === 0 && driverOf(nic) === 'e1000e', `driverctl unset-override restores e1000e: ${u.out}`);
+  expect(
+    u.code === 0 && driverOf(nic) === 'e1000e',
+    `driverctl unset-override restores e1000e: ${u.out}`,
+  );
   cli(['claim', nic]);
   const viaPassthru = snapshot();
-  expect(JSON.stringify(viaDriverctl) === JSON.stringify(viaPassthru), `same state: driverctl ${JSON.stringify(viaDriverctl)} passthru ${JSON.stringify(viaPassthru)}`);
+  expect(
+    JSON.stringify(viaDriverctl) === JSON.stringify(viaPassthru),
+    `same state: driverctl ${JSON.stringify(viaDriverctl)} passthru ${JSON.stringify(viaPassthru)}`,
+  );
   cli(['release', nic]);
   expect(driverOf(nic) === 'e1000e', 'released');
   report.measured = { device: nic, state: viaPassthru };
@@ -255,11 +329,20 @@ async function sriovVf(): Promise<void> {
   const pf = byIds('1b36', '0010')[0];
   expect(pf !== undefined, 'the nvme PF');
   fs.writeFileSync(dev(pf, 'sriov_numvfs'), '2');
-  const vfs = fs.readdirSync(dev(pf, '')).filter((e) => /^virtfn\d+$/.test(e)).map((e) => path.basename(fs.readlinkSync(dev(pf, e))));
+  const vfs = fs
+    .readdirSync(dev(pf, ''))
+    .filter((e) => /^virtfn\d+$/.test(e))
+    .map((e) => path.basename(fs.readlinkSync(dev(pf, e))));
   expect(vfs.length === 2, 'two VFs');
   const entries = list();
   const vf = entries.find((d) => d.address === vfs[0]);
-  expect(vf !== undefined && vf.iommuGroup !== null && vf.iommuGroup !== groupOf(pf), 'VF has its own group');
+  expect(
+    vf !== undefined && vf.iommuGroup !== null && vf.iommuGroup !== groupOf(pf),
+    'VF has its own group',
+  );
+  // The nvme driver probes new VFs asynchronously: let it settle before recording the state.
+  await waitFor(() => driverOf(vfs[0]!) !== null, 10_000, 20);
+  await sleep(200);
   const before = driverOf(vfs[0]!);
   cli(['claim', vfs[0]!]);
   expect(driverOf(vfs[0]!) === 'vfio-pci', 'VF on vfio-pci');
