@@ -174,7 +174,9 @@ async function release(
     const links = await host.readDeviceLinks(a.address);
     if (links.driver !== null && links.driver !== a.originalDriver)
       await unbindWithTimeout(deps, a.address);
-    await host.probeDevice(a.address);
+    // Restore what was there: a device that had no driver stays without one (probing could
+    // hand it to a host driver that had not taken it before, as the kernel did with nvme VFs).
+    if (a.originalDriver !== null) await host.probeDevice(a.address);
   } catch (e) {
     return {
       ok: false,

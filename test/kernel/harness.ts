@@ -262,7 +262,7 @@ function bootOnce(k: Kernel, initrd: string, scenario: string): Promise<Outcome>
       consoleLog.end();
       const seconds = (Date.now() - started) / 1000;
       const m = /PASSTHRU-RESULT scenario=\S+ rc=(\d+)/.exec(text);
-      let result: Record<string, unknown> | null = null;
+      let result: Record<string, unknown> | null;
       try {
         result = JSON.parse(fs.readFileSync(path.join(job, `${scenario}.json`), 'utf8')) as Record<
           string,
