@@ -6,3 +6,4 @@ import './lspci.test.js';
 import './field-failure.test.js';
 import './claims.test.js';
 import './linux-host.test.js';
+import './cli.test.js';

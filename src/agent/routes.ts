@@ -99,8 +99,9 @@ async function route(
       case 'modprobe':
         sim.modprobe(str(b, 'module'));
         return { status: 200, body: { loaded: str(b, 'module') } };
-      case 'module-available':
-        sim.setModuleAvailable(str(b, 'module'), b.available !== false);
+      case 'available':
+      case 'unavailable':
+        sim.setModuleAvailable(str(b, 'module'), op === 'available');
         return { status: 200, body: {} };
       case 'fail-load':
         sim.failModuleLoads(str(b, 'module'), typeof b.times === 'number' ? b.times : 1);

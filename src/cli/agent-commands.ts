@@ -354,7 +354,7 @@ export function addAgentCommands(program: Command, ctx: CommandContext, aenv: Ag
     'unavailable',
     'make a module impossible to load (removed from the kernel)',
     ['<module>'],
-    ([m]) => ({ module: m, available: false }),
+    ([m]) => ({ module: m }),
   );
   simPost('available', 'make a module loadable again', ['<module>'], ([m]) => ({
     module: m,
