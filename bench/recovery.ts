@@ -1,0 +1,120 @@
+/**
+ * Recovery latency over 1000 simulated losses of vfio_pci + vfio_pci_core + vfio_virqfd with 4
+ * claimed devices, on the simulated kernel with a manual clock (simulated milliseconds, 5 ms
+ * resolution), with uevents and with polling only; then the agent's CPU and memory at rest
+ * (a real process, default 250 ms poll, simulated gpu-server-2s topology, 2 claims).
+ * Prints figures; asserts nothing. Usage: node dist/bench/recovery.js [losses] [restSeconds]
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Agent } from '../src/agent/agent.js';
+import { ManualClock } from '../src/host/clock.js';
+import type { HostPort } from '../src/host/port.js';
+import { SimKernel } from '../src/host/sim/kernel.js';
+import { MemoryHistory } from '../src/state/history.js';
+import { MemoryStore } from '../src/state/model.js';
+import { silentLogger } from '../src/util/logger.js';
+import { labTopology, modulesLive, NIC, onVfio } from '../test/helpers.js';
+
+const losses = Number(process.argv[2] ?? 1000);
+const restSeconds = Number(process.argv[3] ?? 20);
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
+}
+
+async function simulate(mode: 'uevents' | 'polling'): Promise<number[]> {
+  const clock = new ManualClock(1_000_000);
+  const kernel = new SimKernel(labTopology(), clock);
+  const base = kernel.port();
+  const host: HostPort =
+    mode === 'uevents'
+      ? base
+      : Object.assign(Object.create(base) as HostPort, { watchUevents: () => null });
+  let seed = 1;
+  const agent = new Agent({
+    host,
+    store: new MemoryStore(),
+    history: new MemoryHistory(),
+    clock,
+    logger: silentLogger(),
+    random: () => {
+      seed = (seed * 16807) % 2147483647;
+      return seed / 2147483647;
+    },
+  });
+  await agent.start();
+  const ac = new AbortController();
+  const running = agent.run(ac.signal);
+  await agent.claim(NIC, { withGroup: false, force: false });
+  const out: number[] = [];
+  for (let i = 0; i < losses; i++) {
+    // Remove at a random phase of the poll cycle.
+    await clock.advance(Math.floor((seed = (seed * 16807) % 2147483647) % 250));
+    for (const m of ['vfio_pci', 'vfio_pci_core', 'vfio_virqfd']) kernel.rmmod(m);
+    out.push(await clock.advanceUntil(() => onVfio(kernel, NIC) && modulesLive(kernel), 10_000, 5));
+    await clock.advance(50);
+  }
+  ac.abort();
+  await clock.advance(1);
+  await running;
+  return out;
+}
+
+process.stdout.write(
+  `recovery latency, ${losses} simulated losses, 4 claimed devices (simulated ms, 5 ms steps)\n`,
+);
+for (const mode of ['uevents', 'polling'] as const) {
+  const xs = await simulate(mode);
+  process.stdout.write(
+    `  ${mode.padEnd(8)} p50 ${pct(xs, 50)}  p99 ${pct(xs, 99)}  max ${Math.max(...xs)}  (recovered ${xs.filter((x) => x < 10_000).length}/${xs.length})\n`,
+  );
+}
+
+// ---- the agent at rest: a real process, real timers.
+const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
+const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pt-rest-'));
+const args = [
+  main,
+  '--sim',
+  'gpu-server-2s',
+  '--state-dir',
+  stateDir,
+  '--socket',
+  path.join(stateDir, 'agent.sock'),
+];
+const agentProc = spawn(process.execPath, [...args, 'agent'], { stdio: 'ignore' });
+try {
+  for (let i = 0; i < 100 && !fs.existsSync(path.join(stateDir, 'agent.sock')); i++)
+    await new Promise((r) => setTimeout(r, 100));
+  spawnSync(process.execPath, [...args, 'claim', '0000:17:00.0', '--with-group'], {
+    stdio: 'ignore',
+  });
+  await new Promise((r) => setTimeout(r, 2000));
+  const ticks = (): number => {
+    const f =
+      fs
+        .readFileSync(`/proc/${agentProc.pid ?? 0}/stat`, 'utf8')
+        .split(') ')[1]
+        ?.split(' ') ?? [];
+    return Number(f[11] ?? 0) + Number(f[12] ?? 0);
+  };
+  const hz = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+  const t0 = ticks();
+  const w0 = Date.now();
+  await new Promise((r) => setTimeout(r, restSeconds * 1000));
+  const cpu = ((ticks() - t0) / hz / ((Date.now() - w0) / 1000)) * 100;
+  const rss =
+    /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${agentProc.pid ?? 0}/status`, 'utf8'))?.[1] ??
+    '?';
+  process.stdout.write(
+    `agent at rest (${restSeconds} s, poll 250 ms, gpu-server-2s sim, 1 claim of 2 functions): CPU ${cpu.toFixed(2)}% of one core, RSS ${(Number(rss) / 1024).toFixed(1)} MiB\n`,
+  );
+} finally {
+  agentProc.kill('SIGTERM');
+  fs.rmSync(stateDir, { recursive: true, force: true });
+}
