@@ -275,3 +275,24 @@ test('a store write failure before the bind leaves the device untouched', async 
   assert.equal(r.kernel.calls.filter((c) => c.address === A).length, before);
   assert.equal(r.kernel.driverOf(A), 'e1000e');
 });
+
+test('history: append-only JSON lines, rotated past the size limit, a torn line skipped', async () => {
+  const { FileHistory } = await import('../src/state/file-history.js');
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pt-hist-'));
+  try {
+    const h = new FileHistory(dir, 400, 2);
+    for (let i = 0; i < 20; i++) await h.append({ type: 'claim.removed', at: i, address: A });
+    const files = (await fs.readdir(dir)).sort();
+    assert.deepEqual(files, ['history.jsonl', 'history.jsonl.1', 'history.jsonl.2']);
+    for (const f of files) assert.ok((await fs.stat(path.join(dir, f))).size <= 400);
+    const recent = await h.recent(3);
+    assert.deepEqual(
+      recent.map((e) => e.at),
+      [17, 18, 19],
+    );
+    await fs.appendFile(path.join(dir, 'history.jsonl'), '{"type":"torn');
+    assert.equal((await h.recent(50)).at(-1)?.at, 19);
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});

@@ -276,3 +276,17 @@ test('docs/cli.md documents every command, option and environment variable', asy
     );
   }
 });
+
+test('list, groups and doctor run on every shipped topology', async () => {
+  const { listShippedTopologies } = await import('../src/host/files.js');
+  for (const name of await listShippedTopologies()) {
+    const l = await run(['list', '--json'], name);
+    assert.equal(l.code, 0, `${name}: list`);
+    assert.ok((JSON.parse(l.out) as unknown[]).length > 0);
+    const g = await run(['groups'], name);
+    assert.match(g.out, /IOMMU group \d+/, `${name}: groups`);
+    const d = await run(['doctor', '--json'], name);
+    const rep = JSON.parse(d.out) as { ok: boolean };
+    assert.equal(d.code, rep.ok ? 0 : 1, `${name}: doctor exit code reflects failures`);
+  }
+});

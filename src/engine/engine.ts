@@ -243,6 +243,8 @@ export class Engine {
           await this.reconcile();
         } catch (e) {
           this.log.error({ err: e }, 'reconcile pass failed');
+          // A pass that cannot even observe the host must not turn into a hot loop.
+          await this.clock.sleep(this.opts.retryBaseMs, signal).catch(() => undefined);
         }
         continue;
       }

@@ -47,8 +47,14 @@ export class FileHistory implements History {
 
   async recent(n: number): Promise<DomainEvent[]> {
     await this.chain;
-    const text = await fs.readFile(this.file, 'utf8').catch(() => '');
-    const lines = text.split('\n').filter(Boolean).slice(-n);
+    // Newest last: the current file, then back through the rotated ones as far as needed.
+    let lines: string[] = [];
+    for (let i = 0; i <= this.keep && lines.length < n; i++) {
+      const f = i === 0 ? this.file : `${this.file}.${i}`;
+      const text = await fs.readFile(f, 'utf8').catch(() => '');
+      lines = [...text.split('\n').filter(Boolean), ...lines];
+    }
+    lines = lines.slice(-n);
     const out: DomainEvent[] = [];
     for (const l of lines) {
       try {
