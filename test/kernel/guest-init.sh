@@ -3,8 +3,8 @@
 # PCI device as udev coldplug would, run one scenario with the host's node, report, power off.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 arg() { sed -n "s/.*passthru\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
+# No tmpfs over /tmp or /run: the checkout (CI clones anywhere, /tmp included) must stay
+# visible; the overlay's tmpfs upper layer already makes them writable.
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts
 SCENARIO=$(arg scenario)
 REPO=$(arg repo)
