@@ -10,14 +10,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Agent } from '../src/agent/agent.js';
 import { ManualClock } from '../src/host/clock.js';
 import type { HostPort } from '../src/host/port.js';
 import { SimKernel } from '../src/host/sim/kernel.js';
-import { MemoryHistory } from '../src/state/history.js';
 import { MemoryStore } from '../src/state/model.js';
-import { silentLogger } from '../src/util/logger.js';
-import { labTopology, modulesLive, NIC, onVfio } from '../test/helpers.js';
+import { labTopology, makeAgent, modulesLive, NIC, onVfio } from '../test/helpers.js';
 
 const losses = Number(process.argv[2] ?? 1000);
 const restSeconds = Number(process.argv[3] ?? 20);
@@ -35,18 +32,7 @@ async function simulate(mode: 'uevents' | 'polling'): Promise<number[]> {
     mode === 'uevents'
       ? base
       : Object.assign(Object.create(base) as HostPort, { watchUevents: () => null });
-  let seed = 1;
-  const agent = new Agent({
-    host,
-    store: new MemoryStore(),
-    history: new MemoryHistory(),
-    clock,
-    logger: silentLogger(),
-    random: () => {
-      seed = (seed * 16807) % 2147483647;
-      return seed / 2147483647;
-    },
-  });
+  const { agent } = makeAgent(kernel, clock, new MemoryStore(), host);
   await agent.start();
   const ac = new AbortController();
   const running = agent.run(ac.signal);
@@ -54,7 +40,7 @@ async function simulate(mode: 'uevents' | 'polling'): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < losses; i++) {
     // Remove at a random phase of the poll cycle.
-    await clock.advance(Math.floor((seed = (seed * 16807) % 2147483647) % 250));
+    await clock.advance((i * 37) % 250);
     for (const m of ['vfio_pci', 'vfio_pci_core', 'vfio_virqfd']) kernel.rmmod(m);
     out.push(await clock.advanceUntil(() => onVfio(kernel, NIC) && modulesLive(kernel), 10_000, 5));
     await clock.advance(50);

@@ -7,6 +7,7 @@ import { discover } from '../pci/discovery.js';
 import type { PciIdNames } from '../pci/pciids.js';
 import type { ClaimSpec, State, StateStore } from '../state/model.js';
 import type { Logger } from '../util/logger.js';
+import { Waker } from '../util/waker.js';
 import { execute, type ActionResult, type ExecutorOptions } from './executor.js';
 import { plan, type Action, type ClaimPlan, type Observed } from './plan.js';
 
@@ -81,7 +82,7 @@ export class Engine {
   private persistChain: Promise<void> = Promise.resolve();
   private running: Promise<PassResult> | null = null;
   private queued: Promise<PassResult> | null = null;
-  private wake: (() => void) | null = null;
+  private readonly waker = new Waker();
   private dirty = false;
   private statuses = new Map<PciAddress, ClaimStatus>();
   private failures = new Map<PciAddress, { count: number; retryAt: number }>();
@@ -204,7 +205,7 @@ export class Engine {
   /** Ask for a pass soon (a claim change, a keeper event, a uevent). Coalesces. */
   trigger(): void {
     this.dirty = true;
-    this.wake?.();
+    this.waker.wake();
   }
 
   /** Run a pass now; if one is running, run one more right after it (callers share it). */
@@ -250,17 +251,7 @@ export class Engine {
       }
       const nextRetry = Math.min(...[...this.failures.values()].map((f) => f.retryAt));
       const waitMs = Math.max(1, Math.min(nextResync, nextRetry) - now);
-      const ac = new AbortController();
-      const onAbort = (): void => {
-        ac.abort();
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.wake = () => {
-        ac.abort();
-      };
-      await this.clock.sleep(waitMs, ac.signal).catch(() => undefined);
-      this.wake = null;
-      signal.removeEventListener('abort', onAbort);
+      await this.waker.sleep(this.clock, waitMs, signal);
     }
   }
 
@@ -370,7 +361,7 @@ export class Engine {
             now + Math.min(this.opts.retryCapMs, this.opts.retryBaseMs * 2 ** (f.count - 1));
           this.failures.set(a.claim, f);
           // Re-arm the loop's timer for the retry deadline (no pass now).
-          this.wake?.();
+          this.waker.wake();
           this.bus.emit({
             type: 'device.bind_failed',
             at: now,

@@ -5,6 +5,7 @@ import type { HostPort, ModuleStatus } from '../host/port.js';
 import type { PciAddress } from '../pci/address.js';
 import { VFIO_PCI } from '../pci/model.js';
 import type { Logger } from '../util/logger.js';
+import { Waker } from '../util/waker.js';
 import { requiredVfioModules } from './modules.js';
 
 export interface KeeperOptions {
@@ -74,7 +75,7 @@ export class ModuleKeeper {
   private recoveries: Recovery[] = [];
   private losses = 0;
   private lastCheck: number | null = null;
-  private wake: (() => void) | null = null;
+  private readonly waker = new Waker();
   private poked = false;
   private ueventsActive = false;
   private signal: AbortSignal | undefined;
@@ -302,7 +303,7 @@ export class ModuleKeeper {
   /** Look now (a uevent said something changed). */
   poke(): void {
     this.poked = true;
-    this.wake?.();
+    this.waker.wake();
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -329,17 +330,7 @@ export class ModuleKeeper {
           this.log.error({ err: e }, 'keeper check failed');
         }
         if (this.pokedSinceCheck()) continue;
-        const ac = new AbortController();
-        const onAbort = (): void => {
-          ac.abort();
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        this.wake = () => {
-          ac.abort();
-        };
-        await this.d.clock.sleep(this.opts.pollMs, ac.signal).catch(() => undefined);
-        this.wake = null;
-        signal.removeEventListener('abort', onAbort);
+        await this.waker.sleep(this.d.clock, this.opts.pollMs, signal);
       }
     } finally {
       stopUevents?.();
