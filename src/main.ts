@@ -107,7 +107,8 @@ const agentEnv: AgentEnv = {
   agentCommandPath: () => `${process.execPath} ${fileURLToPath(import.meta.url)}`,
   demo: async (rt, keepRunning) => {
     const topo = await loadTopology(rt.opts.sim ?? 'qemu-guest');
-    const sim = new SimKernel(topo, systemClock);
+    // Paced like the real kernel under QEMU (real-kernel-lab.md), so the timings mean something.
+    const sim = new SimKernel(topo, systemClock, { timing: { modprobeMs: 400, ueventMs: 250 } });
     // The narration tells the story; the log would repeat it on stderr.
     const logger = rt.logger.child({}, { level: 'error' });
     const agent = new Agent({

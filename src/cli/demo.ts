@@ -30,6 +30,9 @@ export async function runDemo(d: DemoDeps): Promise<void> {
       ? 'This host looks able to do passthrough; the demo still runs on a simulated kernel so nothing here changes.\n'
       : `This host cannot do PCI passthrough (${failing.join('; ')}).\nRunning the demo on the simulated kernel of the "${sim.name}" topology instead.\n`,
   );
+  out(
+    '(The simulated kernel is paced like Debian 6.1 under QEMU: modprobe 400 ms, uevents 250 ms.)\n',
+  );
   const inv = await discover(sim.port(), d.names);
   out(
     `\n$ passthru --sim ${sim.name} list --class 02\n${listTable(inv.devices.filter((x) => x.classId.startsWith('02')))}\n`,
@@ -53,7 +56,7 @@ export async function runDemo(d: DemoDeps): Promise<void> {
   const rec = agent.keeper.status().recoveries.at(-1);
   if (rec) {
     out(
-      `  passthru saw it ${rec.via === 'uevent' ? 'through a kernel uevent' : 'by polling'}, reloaded ${rec.modules.join(', ')} ` +
+      `  passthru noticed after ${rec.detectedAt - t0} ms (${rec.via === 'uevent' ? 'a kernel uevent' : 'its poll'}), reloaded ${rec.modules.join(', ')} ` +
         `after ${rec.detectToReloadMs ?? '?'} ms and had both NICs verified on vfio-pci after ${rec.detectToReboundMs ?? '?'} ms.\n`,
     );
   } else {

@@ -7,6 +7,7 @@ import { emptyPciIds, type PciIdNames } from './pciids.js';
 
 /** How many devices are read at once: bounded so a 4096-function host does not exhaust fds. */
 const CONCURRENCY = 64;
+const YIELD_EVERY = 32;
 
 export async function discover(
   host: HostPort,
@@ -20,6 +21,9 @@ export async function discover(
       const i = next++;
       const a = addrs[i];
       if (a !== undefined) out[i] = await readFunction(host, a, names);
+      // The Linux adapter reads sysfs synchronously: let timers and sockets run now and then,
+      // so a 4096-function scan does not stall the keeper's poll for half a second.
+      if (i % YIELD_EVERY === YIELD_EVERY - 1) await new Promise<void>((r) => setImmediate(r));
     }
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, addrs.length) }, worker));

@@ -62,6 +62,16 @@ interface SimModule {
   blocked: string | undefined;
 }
 
+/**
+ * Optional delays (on the kernel's clock) so a simulation paces like a real host: the real-kernel
+ * lab measured modprobe vfio-pci at 300-500 ms and module-removal uevents 233-279 ms after the
+ * rmmod began. Zero (the default) keeps every operation instant.
+ */
+export interface SimTiming {
+  modprobeMs?: number;
+  ueventMs?: number;
+}
+
 export type SimWriteOp = WritableDeviceAttr | 'unbind' | 'bind' | 'drivers_probe' | 'rescan';
 
 interface WriteFault {
@@ -111,7 +121,14 @@ export class SimKernel {
   /** Every write and module load, in order. */
   readonly calls: SimCall[] = [];
 
-  constructor(topology: Topology, clock: Clock = systemClock) {
+  private readonly timing: SimTiming;
+
+  constructor(
+    topology: Topology,
+    clock: Clock = systemClock,
+    options: { timing?: SimTiming } = {},
+  ) {
+    this.timing = options.timing ?? {};
     const topo = validateTopology(topology);
     this.clock = clock;
     this.name = topo.name;
@@ -553,8 +570,8 @@ export class SimKernel {
       fault.remaining--;
       throw new SysError('EMODPROBE', `modprobe ${n}: ${fault.message}`);
     }
+    if ((this.timing.modprobeMs ?? 0) > 0) await this.clock.sleep(this.timing.modprobeMs ?? 0);
     this.load(n, new Set());
-    return Promise.resolve();
   }
 
   /** The current state as a topology, so a running simulation can be saved and reloaded. */
@@ -844,7 +861,12 @@ export class SimKernel {
     if (e.subsystem !== undefined) props.SUBSYSTEM = e.subsystem;
     if (e.driver !== undefined) props.DRIVER = e.driver;
     const ev: Uevent = { ...e, props };
-    for (const fn of this.ueventListeners) fn(ev);
+    const deliver = (): void => {
+      for (const fn of this.ueventListeners) fn(ev);
+    };
+    const delay = this.timing.ueventMs ?? 0;
+    if (delay > 0) void this.clock.sleep(delay).then(deliver);
+    else deliver();
   }
 }
 
