@@ -212,3 +212,28 @@ test('keeper backoff: exponential, capped, jittered within [50%, 100%]', () => {
     assert.ok(d >= raw / 2 && d <= raw, `attempt ${attempt}: ${d} within [${raw / 2}, ${raw}]`);
   }
 });
+
+test('built-in vfio modules count as present: claims work and nothing is ever modprobed', async () => {
+  const topo = labTopology();
+  topo.modules = [
+    'irqbypass',
+    'vfio',
+    'vfio_virqfd',
+    'vfio_iommu_type1',
+    'vfio_pci_core',
+    'vfio_pci',
+  ].map((name) => ({ name, state: 'builtin' as const }));
+  const r = await rig(topo);
+  const claims = await r.agent.claim(NIC.slice(0, 2), { withGroup: false, force: false });
+  assert.deepEqual(
+    claims.map((c) => c.state),
+    ['ready', 'ready'],
+  );
+  await r.clock.advance(5_000);
+  const st = await r.agent.status();
+  assert.equal(st.keeper.healthy, true);
+  assert.ok(st.keeper.modules.every((m) => m.state === 'builtin'));
+  assert.equal(st.keeper.losses, 0);
+  assert.equal(r.kernel.calls.filter((c) => c.op === 'modprobe').length, 0);
+  await stop(r);
+});
