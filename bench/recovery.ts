@@ -10,11 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ManualClock } from '../src/host/clock.js';
-import type { HostPort } from '../src/host/port.js';
-import { SimKernel } from '../src/host/sim/kernel.js';
-import { MemoryStore } from '../src/state/model.js';
-import { labTopology, makeAgent, modulesLive, NIC, onVfio } from '../test/helpers.js';
+import { labTopology, modulesLive, NIC, onVfio, rig } from '../test/helpers.js';
 
 const losses = Number(process.argv[2] ?? 1000);
 const restSeconds = Number(process.argv[3] ?? 20);
@@ -25,17 +21,9 @@ function pct(xs: number[], p: number): number {
 }
 
 async function simulate(mode: 'uevents' | 'polling'): Promise<number[]> {
-  const clock = new ManualClock(1_000_000);
-  const kernel = new SimKernel(labTopology(), clock);
-  const base = kernel.port();
-  const host: HostPort =
-    mode === 'uevents'
-      ? base
-      : Object.assign(Object.create(base) as HostPort, { watchUevents: () => null });
-  const { agent } = makeAgent(kernel, clock, new MemoryStore(), host);
-  await agent.start();
-  const ac = new AbortController();
-  const running = agent.run(ac.signal);
+  const { agent, kernel, clock, ac, running } = await rig(labTopology(), {
+    uevents: mode === 'uevents',
+  });
   await agent.claim(NIC, { withGroup: false, force: false });
   const out: number[] = [];
   for (let i = 0; i < losses; i++) {

@@ -4,16 +4,15 @@ import { errnoOf } from '../src/errors.js';
 import type { HostPort } from '../src/host/port.js';
 import { SimKernel } from '../src/host/sim/kernel.js';
 import { ManualClock } from '../src/host/clock.js';
-import { MemoryStore } from '../src/state/model.js';
 import {
   eventsOf,
   labTopology,
-  makeAgent,
   modulesLive,
   NIC,
   onVfio,
   rig,
   stop,
+  VFIO_SET_61,
 } from './helpers.js';
 import { ModuleKeeper } from '../src/keeper/keeper.js';
 import { EventBus } from '../src/events/events.js';
@@ -21,17 +20,8 @@ import { silentLogger } from '../src/util/logger.js';
 
 for (const mode of ['uevents', 'polling only'] as const) {
   test(`field failure (${mode}): vfio_pci, vfio_pci_core, vfio_virqfd removed by someone else, 20 times: back within 1 s`, async (t) => {
-    const clock = new ManualClock(1_000_000);
-    const kernel = new SimKernel(labTopology(), clock);
-    const base = kernel.port();
-    const host: HostPort =
-      mode === 'uevents'
-        ? base
-        : Object.assign(Object.create(base) as HostPort, { watchUevents: () => null });
-    const { agent } = makeAgent(kernel, clock, new MemoryStore(), host);
-    await agent.start();
-    const ac = new AbortController();
-    const running = agent.run(ac.signal);
+    const r = await rig(labTopology(), { uevents: mode === 'uevents' });
+    const { agent, kernel, clock } = r;
     const claims = await agent.claim(NIC, { withGroup: false, force: false });
     assert.deepEqual(
       claims.map((c) => c.state),
@@ -67,9 +57,7 @@ for (const mode of ['uevents', 'polling only'] as const) {
     t.diagnostic(
       `${mode}: removal to all 4 on vfio-pci, simulated ms: median ${took[10]}, max ${took[19]}`,
     );
-    ac.abort();
-    await clock.advance(1);
-    await running;
+    await stop(r);
   });
 }
 
@@ -99,32 +87,29 @@ test('a module stuck in Unloading counts as lost (devices are already driverless
 });
 
 test('race: another component keeps removing helpers while the agent reloads', async (t) => {
-  const clock = new ManualClock(1_000_000);
-  const kernel = new SimKernel(labTopology(), clock);
-  const base = kernel.port();
   let hostile = 0;
   const outcomes: string[] = [];
   // After each of the agent's modprobes, the other component strikes again.
-  const host: HostPort = Object.assign(Object.create(base) as HostPort, {
-    loadModule: async (name: string) => {
-      await base.loadModule(name);
-      if (hostile > 0) {
-        hostile--;
-        for (const m of ['vfio_pci_core', 'vfio_virqfd', 'vfio_pci']) {
-          try {
-            kernel.rmmod(m);
-            outcomes.push(`${m}:removed`);
-          } catch (e) {
-            outcomes.push(`${m}:${errnoOf(e) ?? '?'}`);
+  const r = await rig(labTopology(), {
+    wrap: (base, kernel) =>
+      Object.assign(Object.create(base) as HostPort, {
+        loadModule: async (name: string) => {
+          await base.loadModule(name);
+          if (hostile > 0) {
+            hostile--;
+            for (const m of ['vfio_pci_core', 'vfio_virqfd', 'vfio_pci']) {
+              try {
+                kernel.rmmod(m);
+                outcomes.push(`${m}:removed`);
+              } catch (e) {
+                outcomes.push(`${m}:${errnoOf(e) ?? '?'}`);
+              }
+            }
           }
-        }
-      }
-    },
+        },
+      }),
   });
-  const { agent } = makeAgent(kernel, clock, new MemoryStore(), host);
-  await agent.start();
-  const ac = new AbortController();
-  const running = agent.run(ac.signal);
+  const { kernel, clock, agent } = r;
   await agent.claim(NIC.slice(0, 2), { withGroup: false, force: false });
   hostile = 6;
   kernel.rmmod('vfio_pci');
@@ -143,9 +128,7 @@ test('race: another component keeps removing helpers while the agent reloads', a
     'some succeeded between the agent steps',
   );
   t.diagnostic(`converged after ${ms} ms simulated; hostile outcomes: ${outcomes.join(' ')}`);
-  ac.abort();
-  await clock.advance(1);
-  await running;
+  await stop(r);
 });
 
 test('modprobe fails 3 times then succeeds: backoff grows, devices come back', async () => {
@@ -215,14 +198,7 @@ test('keeper backoff: exponential, capped, jittered within [50%, 100%]', () => {
 
 test('built-in vfio modules count as present: claims work and nothing is ever modprobed', async () => {
   const topo = labTopology();
-  topo.modules = [
-    'irqbypass',
-    'vfio',
-    'vfio_virqfd',
-    'vfio_iommu_type1',
-    'vfio_pci_core',
-    'vfio_pci',
-  ].map((name) => ({ name, state: 'builtin' as const }));
+  topo.modules = VFIO_SET_61.map((name) => ({ name, state: 'builtin' as const }));
   const r = await rig(topo);
   const claims = await r.agent.claim(NIC.slice(0, 2), { withGroup: false, force: false });
   assert.deepEqual(

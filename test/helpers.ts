@@ -109,14 +109,28 @@ export function makeAgent(
   return { agent, history };
 }
 
-export async function rig(
-  topo: Topology = labTopology(),
-  opts: { run?: boolean } = {},
-): Promise<Rig> {
+export interface RigOptions {
+  /** Start the engine and keeper loops (default true). */
+  run?: boolean;
+  /** Without a uevent source the keeper relies on its poll alone (default true). */
+  uevents?: boolean;
+  /** Wrap the kernel's port, e.g. to act between the agent's calls. */
+  wrap?: (base: HostPort, kernel: SimKernel) => HostPort;
+}
+
+/** Without uevents: the same port, but watchUevents reports no source. */
+export function pollingOnly(base: HostPort): HostPort {
+  return Object.assign(Object.create(base) as HostPort, { watchUevents: () => null });
+}
+
+export async function rig(topo: Topology = labTopology(), opts: RigOptions = {}): Promise<Rig> {
   const clock = new ManualClock(1_000_000);
   const kernel = new SimKernel(topo, clock);
   const store = new MemoryStore();
-  const { agent, history } = makeAgent(kernel, clock, store);
+  let host = kernel.port();
+  if (opts.uevents === false) host = pollingOnly(host);
+  if (opts.wrap) host = opts.wrap(host, kernel);
+  const { agent, history } = makeAgent(kernel, clock, store, host);
   await agent.start();
   const ac = new AbortController();
   const running = opts.run === false ? null : agent.run(ac.signal);
