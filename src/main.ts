@@ -14,7 +14,7 @@ import {
   type GlobalOptions,
   type Runtime,
 } from './cli/program.js';
-import { errorCodes, isPtError } from './errors.js';
+import { PtError, errorCodes, isPtError } from './errors.js';
 import { systemClock } from './host/clock.js';
 import { loadPciIds, loadTopology, writeFileAtomic } from './host/files.js';
 import { LinuxHost } from './host/linux.js';
@@ -82,6 +82,10 @@ const agentEnv: AgentEnv = {
       rt.logger.info('stopping');
       ac.abort();
     };
+    // Before touching anything: a second agent would fight the first over the same devices.
+    if ((await requestAgent(rt.socket, 'GET', '/v1/status')) !== null) {
+      throw new PtError('PT_ERR_INVALID_ARGUMENT', `an agent is already running on ${rt.socket}`);
+    }
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
     await agent.start();
@@ -101,6 +105,14 @@ const agentEnv: AgentEnv = {
     }
   },
   requestAgent,
+  requireRoot: (rt, what) => {
+    // Simulated hosts and trees under --root need no privilege; the live host does.
+    if (rt.sim || path.resolve(rt.opts.root) !== '/' || process.getuid?.() === 0) return;
+    throw new PtError(
+      'PT_ERR_PERMISSION',
+      `${what} writes to sysfs and ${rt.stateDir}: run it as root`,
+    );
+  },
   writeFiles: async (files) => {
     for (const f of files) await writeFileAtomic(f.path, f.content, f.mode);
   },

@@ -45,6 +45,7 @@ async function run(
         }),
       ),
     serveAgent: () => Promise.resolve(),
+    requireRoot: () => undefined,
     requestAgent: () => Promise.resolve(null),
     writeFiles: (f) => {
       files.push(...f);

@@ -14,6 +14,8 @@ import { bootConfigFiles } from './boot-config.js';
 export interface AgentEnv {
   openAgent: (rt: Runtime, tuning: AgentTuning) => Promise<Agent>;
   serveAgent: (rt: Runtime, agent: Agent) => Promise<void>;
+  /** Throws PT_ERR_PERMISSION when `what` needs root on this host and we are not root. */
+  requireRoot: (rt: Runtime, what: string) => void;
   requestAgent: (
     socket: string,
     method: string,
@@ -172,6 +174,7 @@ export function addAgentCommands(program: Command, ctx: CommandContext, aenv: Ag
         cmd: Command,
       ) => {
         const rt = await runtime(cmd);
+        aenv.requireRoot(rt, 'passthru agent');
         const agent = await aenv.openAgent(rt, {
           engine: {
             resyncMs: o.resyncMs,
@@ -212,6 +215,7 @@ export function addAgentCommands(program: Command, ctx: CommandContext, aenv: Ag
           if (r.status !== 200) throw apiError(r);
           claims = (r.body as { claims: ClaimStatus[] }).claims;
         } else {
+          aenv.requireRoot(rt, 'passthru claim');
           const agent = await aenv.openAgent(rt, {});
           await agent.start();
           claims = await agent.claim(addresses, { withGroup: body.withGroup, force: body.force });
@@ -235,6 +239,7 @@ export function addAgentCommands(program: Command, ctx: CommandContext, aenv: Ag
         if (r.status !== 200) throw apiError(r);
         released = (r.body as { released: ReleaseOutcome[] }).released;
       } else {
+        aenv.requireRoot(rt, 'passthru release');
         const agent = await aenv.openAgent(rt, {});
         await agent.start();
         released = await agent.release(addresses);
@@ -286,6 +291,7 @@ export function addAgentCommands(program: Command, ctx: CommandContext, aenv: Ag
       if (o.dryRun) {
         for (const f of files) out(`# ${f.path}\n${f.content}\n`);
       } else {
+        aenv.requireRoot(rt, 'passthru boot-config');
         await aenv.writeFiles(files);
         for (const f of files) out(`wrote ${f.path}\n`);
       }
