@@ -22,6 +22,7 @@ import type { HostPort } from './host/port.js';
 import { SimKernel } from './host/sim/kernel.js';
 import { FileHistory } from './state/file-history.js';
 import { FileStore } from './state/file-store.js';
+import { acquireStateLock } from './state/file-lock.js';
 import { MemoryHistory } from './state/history.js';
 import { MemoryStore } from './state/model.js';
 import { makeLogger } from './util/logger.js';
@@ -63,8 +64,9 @@ function hostFor(rt: Runtime, tuning: AgentTuning): HostPort {
 }
 
 const agentEnv: AgentEnv = {
-  openAgent: (rt, tuning) =>
-    Promise.resolve(
+  openAgent: (rt, tuning, exclusive) => {
+    if (exclusive === true) acquireStateLock(rt.stateDir);
+    return Promise.resolve(
       new Agent({
         host: hostFor(rt, tuning),
         store: new FileStore(rt.stateDir),
@@ -75,7 +77,8 @@ const agentEnv: AgentEnv = {
         ...(tuning.engine ? { engine: tuning.engine } : {}),
         ...(tuning.keeper ? { keeper: tuning.keeper } : {}),
       }),
-    ),
+    );
+  },
   serveAgent: async (rt, agent) => {
     const ac = new AbortController();
     const stop = (): void => {
@@ -86,6 +89,7 @@ const agentEnv: AgentEnv = {
     if ((await requestAgent(rt.socket, 'GET', '/v1/status')) !== null) {
       throw new PtError('PT_ERR_INVALID_ARGUMENT', `an agent is already running on ${rt.socket}`);
     }
+    acquireStateLock(rt.stateDir);
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
     await agent.start();

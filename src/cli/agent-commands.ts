@@ -12,7 +12,8 @@ import { bootConfigFiles } from './boot-config.js';
 
 /** Side effects the agent commands need, provided by the composition root. */
 export interface AgentEnv {
-  openAgent: (rt: Runtime, tuning: AgentTuning) => Promise<Agent>;
+  /** With `exclusive`, the state folder is locked for this process (one writer at a time). */
+  openAgent: (rt: Runtime, tuning: AgentTuning, exclusive?: boolean) => Promise<Agent>;
   serveAgent: (rt: Runtime, agent: Agent) => Promise<void>;
   /** Throws PT_ERR_PERMISSION when `what` needs root on this host and we are not root. */
   requireRoot: (rt: Runtime, what: string) => void;
@@ -216,7 +217,7 @@ export function addAgentCommands(program: Command, ctx: CommandContext, aenv: Ag
           claims = (r.body as { claims: ClaimStatus[] }).claims;
         } else {
           aenv.requireRoot(rt, 'passthru claim');
-          const agent = await aenv.openAgent(rt, {});
+          const agent = await aenv.openAgent(rt, {}, true);
           await agent.start();
           claims = await agent.claim(addresses, { withGroup: body.withGroup, force: body.force });
         }
@@ -240,7 +241,7 @@ export function addAgentCommands(program: Command, ctx: CommandContext, aenv: Ag
         released = (r.body as { released: ReleaseOutcome[] }).released;
       } else {
         aenv.requireRoot(rt, 'passthru release');
-        const agent = await aenv.openAgent(rt, {});
+        const agent = await aenv.openAgent(rt, {}, true);
         await agent.start();
         released = await agent.release(addresses);
       }

@@ -1,4 +1,5 @@
 import type { Agent } from '../agent/agent.js';
+import { PtError } from '../errors.js';
 import type { Clock } from '../host/clock.js';
 import type { HostPort } from '../host/port.js';
 import type { SimKernel } from '../host/sim/kernel.js';
@@ -60,7 +61,7 @@ export async function runDemo(d: DemoDeps): Promise<void> {
         `after ${rec.detectToReloadMs ?? '?'} ms and had both NICs verified on vfio-pci after ${rec.detectToReboundMs ?? '?'} ms.\n`,
     );
   } else {
-    out('  no recovery within 5 s: see the log\n');
+    throw new PtError('PT_ERR_MODULE_UNAVAILABLE', 'the demo saw no recovery within 5 s');
   }
   out(`  now: ${NICS.map((a) => `${a} on ${sim.driverOf(a) ?? 'no driver'}`).join(', ')}\n`);
 
