@@ -317,3 +317,17 @@ test('state lock: a live owner is refused with its pid, a stale lock is taken ov
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a group companion stays on vfio-pci while its claim exists, even if the claimed function vanishes', async () => {
+  const r = await rig(labTopology(), { run: false });
+  await r.agent.claim([MF0], { withGroup: true, force: false });
+  r.kernel.unplug(MF0);
+  const pass = await r.agent.engine.reconcile();
+  assert.equal(pass.claims[0]?.state, 'missing');
+  assert.equal(r.kernel.driverOf(MF1), 'vfio-pci', 'not handed back to e1000 behind the claim');
+  const out = await r.agent.release([MF0]);
+  assert.deepEqual(
+    out.map((o) => [o.address, o.driver]),
+    [[MF1, 'e1000']],
+  );
+});

@@ -143,6 +143,8 @@ export class Agent {
     const members = new Set<PciAddress>(addresses);
     for (const s of this.engine.claimStatuses())
       if (addresses.includes(s.address)) for (const m of s.members) members.add(m);
+    for (const l of Object.values(this.engine.state.ledger))
+      if (l.claim !== undefined && addresses.includes(l.claim)) members.add(l.address);
     await this.engine.removeClaims(addresses);
     const pass = await this.engine.reconcile();
     const out: ReleaseOutcome[] = [];

@@ -335,6 +335,7 @@ export class Engine {
         vendorId: a.vendorId,
         deviceId: a.deviceId,
         recordedAt: this.clock.now(),
+        claim: a.claim,
       };
     });
   }

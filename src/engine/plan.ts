@@ -175,7 +175,10 @@ export function plan(obs: Observed, state: State): Plan {
   }
 
   for (const entry of Object.values(state.ledger)) {
+    // A companion stays bound while the claim that pulled it in exists, even when that
+    // claim's own device has gone missing (it may come back after a reset or rescan).
     if (wanted.has(entry.address)) continue;
+    if (entry.claim !== undefined && state.claims[entry.claim] !== undefined) continue;
     const d = inv.byAddress.get(entry.address);
     if (!d) {
       actions.push({ kind: 'forget', address: entry.address });

@@ -19,6 +19,8 @@ export interface LedgerEntry {
   vendorId: string;
   deviceId: string;
   recordedAt: number;
+  /** The claim that bound it (itself, or the claim whose --with-group pulled it in). */
+  claim?: PciAddress;
 }
 
 export interface State {
