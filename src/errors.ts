@@ -16,6 +16,7 @@ export const errorCodes = {
   PT_ERR_UNBIND_TIMEOUT: { exit: 5, http: 504, retryable: true },
   PT_ERR_SYSFS_WRITE: { exit: 5, http: 500, retryable: true },
   PT_ERR_SYSFS_READ: { exit: 5, http: 500, retryable: true },
+  PT_ERR_KERNEL_REFUSED: { exit: 5, http: 409, retryable: true },
   PT_ERR_STORE_CORRUPT: { exit: 6, http: 500, retryable: false },
   PT_ERR_STORE_IO: { exit: 6, http: 500, retryable: true },
   PT_ERR_TOPOLOGY_INVALID: { exit: 2, http: 400, retryable: false },

@@ -1,6 +1,6 @@
-import { PtError, errorCodes, isPtError } from '../errors.js';
+import { PtError, SysError, errnoOf, errorCodes, isPtError } from '../errors.js';
 import type { SimKernel, SimWriteOp } from '../host/sim/kernel.js';
-import { parsePciAddress } from '../pci/address.js';
+import { parsePciAddress, type PciAddress } from '../pci/address.js';
 import { parseAddresses, type Agent } from './agent.js';
 
 export interface ApiResponse {
@@ -24,6 +24,12 @@ export async function handleRequest(
     return await route(agent, sim, method, url, body);
   } catch (e) {
     if (isPtError(e)) return { status: errorCodes[e.code].http, body: { error: e.toJSON() } };
+    const errno = errnoOf(e);
+    if (e instanceof SysError && errno !== undefined) {
+      // The (simulated) kernel said no, as rmmod of a module in use does: not a bug of ours.
+      const refused = new PtError('PT_ERR_KERNEL_REFUSED', e.message, { details: { errno } });
+      return { status: errorCodes[refused.code].http, body: { error: refused.toJSON() } };
+    }
     const message = e instanceof Error ? e.message : String(e);
     const code = typeof e === 'object' && e !== null && 'code' in e ? String(e.code) : undefined;
     return {
@@ -119,21 +125,30 @@ async function route(
         sim.failWrites(wop as SimWriteOp, str(b, 'errno'), opts);
         return { status: 200, body: {} };
       }
-      case 'unplug':
-        sim.unplug(parsePciAddress(b.address));
+      default: {
+        // Pokes that act on one device.
+        const onDevice: Record<string, (a: PciAddress) => void> = {
+          unplug: (a) => {
+            sim.unplug(a);
+          },
+          'vm-open': (a) => {
+            sim.openDevice(a);
+          },
+          'vm-close': (a) => {
+            sim.closeDevice(a);
+          },
+          'block-unbind': (a) => {
+            sim.blockUnbind(a);
+          },
+          'release-unbind': (a) => {
+            sim.releaseUnbind(a);
+          },
+        };
+        const poke = onDevice[op];
+        if (!poke) break;
+        poke(parsePciAddress(b.address));
         return { status: 200, body: {} };
-      case 'vm-open':
-        sim.openDevice(parsePciAddress(b.address));
-        return { status: 200, body: {} };
-      case 'vm-close':
-        sim.closeDevice(parsePciAddress(b.address));
-        return { status: 200, body: {} };
-      case 'block-unbind':
-        sim.blockUnbind(parsePciAddress(b.address));
-        return { status: 200, body: {} };
-      case 'release-unbind':
-        sim.releaseUnbind(parsePciAddress(b.address));
-        return { status: 200, body: {} };
+      }
     }
   }
   throw new PtError('PT_ERR_INVALID_ARGUMENT', `no route ${method} ${path}`);
