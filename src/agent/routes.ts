@@ -31,10 +31,9 @@ export async function handleRequest(
       return { status: errorCodes[refused.code].http, body: { error: refused.toJSON() } };
     }
     const message = e instanceof Error ? e.message : String(e);
-    const code = typeof e === 'object' && e !== null && 'code' in e ? String(e.code) : undefined;
     return {
       status: 500,
-      body: { error: { code: 'PT_ERR_INTERNAL', message, ...(code ? { errno: code } : {}) } },
+      body: { error: { code: 'PT_ERR_INTERNAL', message, ...(errno ? { errno } : {}) } },
     };
   }
 }

@@ -144,19 +144,33 @@ async function bind(
   }
 }
 
-/** Back to the state recorded before the bind: override cleared, original driver re-probed. */
+/**
+ * Clear driver_override and give the device back to `driver`. A device that had no driver
+ * stays without one: probing could hand it to a host driver that had not taken it before, as
+ * the real kernel did with nvme VFs.
+ */
+async function restoreDriver(
+  deps: ExecutorDeps,
+  addr: PciAddress,
+  driver: string | null,
+): Promise<void> {
+  const { host } = deps;
+  // An empty line clears driver_override; then the host's own driver may match again.
+  await host.writeDeviceAttr(addr, 'driver_override', '\n');
+  const links = await host.readDeviceLinks(addr);
+  if (links.driver === driver) return;
+  if (links.driver !== null) await unbindWithTimeout(deps, addr);
+  if (driver !== null) await host.probeDevice(addr);
+}
+
+/** Back to the state recorded before the bind. */
 async function rollback(
   deps: ExecutorDeps,
   a: Extract<Action, { kind: 'bind' }>,
 ): Promise<boolean> {
-  const { host } = deps;
   try {
-    await host.writeDeviceAttr(a.address, 'driver_override', '\n');
-    const links = await host.readDeviceLinks(a.address);
-    if (links.driver === a.currentDriver) return true;
-    if (links.driver !== null) await unbindWithTimeout(deps, a.address);
-    await host.probeDevice(a.address);
-    return (await host.readDeviceLinks(a.address)).driver === a.currentDriver;
+    await restoreDriver(deps, a.address, a.currentDriver);
+    return (await deps.host.readDeviceLinks(a.address)).driver === a.currentDriver;
   } catch {
     return false;
   }
@@ -169,14 +183,7 @@ async function release(
 ): Promise<ActionResult> {
   const { host, clock } = deps;
   try {
-    // An empty line clears driver_override; then the host's own driver may match again.
-    await host.writeDeviceAttr(a.address, 'driver_override', '\n');
-    const links = await host.readDeviceLinks(a.address);
-    if (links.driver !== null && links.driver !== a.originalDriver)
-      await unbindWithTimeout(deps, a.address);
-    // Restore what was there: a device that had no driver stays without one (probing could
-    // hand it to a host driver that had not taken it before, as the kernel did with nvme VFs).
-    if (a.originalDriver !== null) await host.probeDevice(a.address);
+    await restoreDriver(deps, a.address, a.originalDriver);
   } catch (e) {
     return {
       ok: false,
