@@ -11,6 +11,7 @@ import {
   isValidDriverName,
   isValidModuleName,
   type DeviceAttr,
+  type DeviceHolder,
   type DeviceLinks,
   type HostPort,
   type HostUse,
@@ -123,6 +124,37 @@ export class LinuxHost implements HostPort {
 
   async vfioGroupNodeExists(group: number): Promise<boolean> {
     return exists(this.p('dev/vfio', String(group)));
+  }
+
+  /**
+   * Scans /proc/<pid>/fd for the group node and the device's cdev node. On 6.1 a VM holds
+   * /dev/vfio/<group> plus an anon_inode:[vfio-device] fd that names no device, so the group
+   * node is what identifies the holder (real-kernel-lab.md).
+   */
+  async vfioHolders(addr: PciAddress, group: number | null): Promise<DeviceHolder[]> {
+    const wanted = new Set<string>();
+    if (group !== null) wanted.add(`/dev/vfio/${group}`);
+    for (const n of await readdirOrEmpty(this.dev(addr, 'vfio-dev')))
+      if (/^vfio\d+$/.test(n)) wanted.add(`/dev/vfio/devices/${n}`);
+    if (wanted.size === 0) return [];
+    const out: DeviceHolder[] = [];
+    for (const pid of await readdirOrEmpty(this.p('proc'))) {
+      if (!/^\d+$/.test(pid)) continue;
+      const fdDir = this.p('proc', pid, 'fd');
+      for (const fd of await readdirOrEmpty(fdDir)) {
+        let target: string;
+        try {
+          target = fsSync.readlinkSync(path.join(fdDir, fd));
+        } catch {
+          continue; // the process or the fd went away while we looked
+        }
+        if (!wanted.has(target)) continue;
+        const comm = (await readText(this.p('proc', pid, 'comm'))) ?? '?';
+        out.push({ pid: Number(pid), comm, path: target });
+        break;
+      }
+    }
+    return out;
   }
 
   async writeDeviceAttr(addr: PciAddress, attr: WritableDeviceAttr, value: string): Promise<void> {

@@ -66,6 +66,15 @@ export interface HostUse {
   use: string;
 }
 
+/** A process that holds a device through vfio: a VM, usually. */
+export interface DeviceHolder {
+  pid: number;
+  /** The process name (/proc/<pid>/comm). */
+  comm: string;
+  /** What it holds open: /dev/vfio/<group>, /dev/vfio/devices/vfioN. */
+  path: string;
+}
+
 export interface Uevent {
   action: string;
   devpath: string;
@@ -104,6 +113,12 @@ export interface HostPort {
   listDrivers(): Promise<string[]>;
   /** Whether /dev/vfio/<group> exists. */
   vfioGroupNodeExists(group: number): Promise<boolean>;
+  /**
+   * Processes holding this device's vfio group or device node open; empty when none does.
+   * Unbinding vfio-pci from a held device blocks in the kernel (with device_lock held), so
+   * callers ask this first.
+   */
+  vfioHolders(addr: PciAddress, group: number | null): Promise<DeviceHolder[]>;
 
   writeDeviceAttr(addr: PciAddress, attr: WritableDeviceAttr, value: string): Promise<void>;
   /** Write the address to <dev>/driver/unbind. ENODEV when the device has no driver. */

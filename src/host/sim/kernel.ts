@@ -12,6 +12,7 @@ import { systemClock, type Clock } from '../clock.js';
 import {
   canonicalModuleName,
   type DeviceAttr,
+  type DeviceHolder,
   type DeviceLinks,
   type HostPort,
   type HostUse,
@@ -21,6 +22,9 @@ import {
   type Uevent,
   type WritableDeviceAttr,
 } from '../port.js';
+/** Simulated VMs get pids from here, so status and errors can name a holder. */
+const SIM_VM_PID = 4242;
+
 import { vfioModuleGraph, validateTopology, TOPOLOGY_FORMAT, type Topology } from './topology.js';
 
 export const VFIO_DRIVER = 'vfio-pci';
@@ -345,6 +349,18 @@ export class SimKernel {
     const d = this.devices.get(addr);
     if (d?.driver !== VFIO_DRIVER) throw new SysError('ENODEV', `${addr} is not bound to vfio-pci`);
     d.openCount++;
+  }
+
+  /** The simulated VM processes holding the device open (one pid per open). */
+  holders(addr: PciAddress, group: number | null): DeviceHolder[] {
+    const d = this.devices.get(addr);
+    if (!d || d.openCount === 0) return [];
+    const path = group === null ? '/dev/vfio/devices/vfio0' : `/dev/vfio/${group}`;
+    return Array.from({ length: d.openCount }, (_, i) => ({
+      pid: SIM_VM_PID + i,
+      comm: 'qemu-system-x86',
+      path,
+    }));
   }
 
   closeDevice(addr: PciAddress): void {
@@ -911,6 +927,9 @@ class SimHost implements HostPort {
   }
   vfioGroupNodeExists(group: number): Promise<boolean> {
     return this.run(() => this.k.vfioNode(group));
+  }
+  vfioHolders(addr: PciAddress, group: number | null): Promise<DeviceHolder[]> {
+    return this.run(() => this.k.holders(addr, group));
   }
   writeDeviceAttr(addr: PciAddress, attr: WritableDeviceAttr, value: string): Promise<void> {
     return this.run(() => this.k.write(attr, addr, value));
