@@ -218,12 +218,13 @@ test('bad addresses are rejected before anything is read or written', async () =
   assert.equal((await r.store.load()).generation, gen);
 });
 
-test('claiming an absent device reports missing and binds when it appears', async () => {
+test('claiming an absent device reports missing (PT_ERR_DEVICE_NOT_FOUND) and stores the claim', async () => {
   const r = await rig(labTopology(), { run: false });
   const ghost = parseAddresses(['0000:0a:00.0'])[0]!;
   const [st] = await r.agent.claim([ghost], once);
   assert.equal(st?.state, 'missing');
   assert.equal(st.code, 'PT_ERR_DEVICE_NOT_FOUND');
+  assert.ok((await r.store.load()).claims[ghost], 'stored, to be bound when it appears');
 });
 
 test('drift: someone unbinds a claimed device; the keeper notices and the engine re-binds', async () => {
