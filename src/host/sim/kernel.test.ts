@@ -13,7 +13,7 @@ const F1 = parsePciAddress('0000:00:05.1');
 const EDU = parsePciAddress('0000:00:06.0');
 const PF = parsePciAddress('0000:04:00.0');
 
-function topo(release = '6.1.0-26-amd64'): Topology {
+export function topo(release = '6.1.0-26-amd64'): Topology {
   return {
     format: TOPOLOGY_FORMAT,
     name: 'unit',

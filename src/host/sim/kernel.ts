@@ -12,6 +12,7 @@ import { systemClock, type Clock } from '../clock.js';
 import {
   LOCK_TAKING_ATTRS,
   canonicalModuleName,
+  isValidDriverName,
   type DeviceAttr,
   type DeviceHolder,
   type DeviceLinks,
@@ -468,6 +469,9 @@ export class SimKernel {
   }
 
   private bind(d: SimDevice, driverName: string): void {
+    // The Linux host refuses a name that could leave /sys/bus/pci/drivers before any write.
+    if (!isValidDriverName(driverName))
+      throw new SysError('EINVAL', `bad driver name ${driverName}`);
     const drv = this.s.drivers.get(driverName);
     if (!drv || !this.modules.driverRegistered(drv))
       throw new SysError('ENOENT', `no driver ${driverName}`);
