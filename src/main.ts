@@ -17,7 +17,7 @@ import {
 import { PtError, errorCodes, isPtError } from './errors.js';
 import { systemClock } from './host/clock.js';
 import { loadPciIds, loadTopology, writeFileAtomic } from './host/files.js';
-import { LinuxHost } from './host/linux.js';
+import { LinuxHost } from './host/linux/host.js';
 import type { HostPort } from './host/port.js';
 import { SimKernel } from './host/sim/kernel.js';
 import { FileHistory } from './state/file-history.js';

@@ -35,6 +35,11 @@ export interface ExecutorDeps {
   inflight: InFlight;
   modules: ModuleLoader;
   /**
+   * The agent is stopping: writes still pending in the kernel are abandoned so the process can
+   * exit. A timeout does not abandon: the device stays busy until the kernel lets the write go.
+   */
+  signal?: AbortSignal;
+  /**
    * Persist the original driver before the first write, unless an entry exists; resolves with
    * the entry in force once it is durable. Rollback targets that entry, never what a pass saw.
    */
@@ -140,7 +145,9 @@ async function unbindWithTimeout(
       deps.clock,
       deps.options.unbindTimeoutMs,
       `unbind of ${addr}`,
-      write(deps, addr, `unbind (${from})`, () => deps.host.unbindDevice(addr)),
+      write(deps, addr, `unbind (${from})`, () =>
+        deps.host.unbindDevice(addr, deps.signal ? { signal: deps.signal } : {}),
+      ),
     );
   } catch (e) {
     // Unbound in the meantime (someone else, or a module removal): that is what we wanted.

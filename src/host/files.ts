@@ -3,8 +3,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PtError, errnoOf } from '../errors.js';
 import { PCI_IDS_PATHS, emptyPciIds, parsePciIds, type PciIdNames } from '../pci/pciids.js';
-import { LinuxHost } from './linux.js';
-import { validateTopology, type Topology } from './sim/topology.js';
+import { LinuxHost } from './linux/host.js';
+import { validateTopology, type Topology } from '../topology/format.js';
 import { discover } from '../pci/discovery.js';
 import { inventoryToTopology } from '../pci/snapshot.js';
 
