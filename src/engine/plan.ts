@@ -1,14 +1,14 @@
 import type { ErrorCode } from '../errors.js';
-import type { HostUse } from '../host/port.js';
+import type { HostUses } from '../host/port.js';
 import type { PciAddress } from '../pci/address.js';
-import { hostCriticalReasons } from '../pci/guards.js';
+import { claimGuards } from '../pci/guards.js';
 import { PASSTHROUGH_DRIVERS, VFIO_PCI, type Inventory } from '../pci/model.js';
 import type { State } from '../state/model.js';
 
 /** What one pass observed of the host. */
 export interface Observed {
   inv: Inventory;
-  uses: HostUse[];
+  uses: HostUses;
   /** Groups whose /dev/vfio/<group> node exists. */
   vfioNodes: Set<number>;
 }
@@ -113,21 +113,23 @@ export function plan(obs: Observed, state: State): Plan {
     if (!c.withGroup && d.isBridge) members.splice(0, members.length, c.address);
     for (const m of members) wanted.add(m);
 
-    if (!c.force) {
-      const critical = members
-        .map((m) => {
-          const md = inv.byAddress.get(m);
-          return md ? { m, reasons: hostCriticalReasons(md, obs.uses) } : { m, reasons: [] };
-        })
-        .filter((x) => x.reasons.length > 0);
-      if (critical.length > 0) {
-        refuse(
-          'PT_ERR_HOST_CRITICAL',
-          `refusing to take ${critical.map((x) => `${x.m} (${x.reasons.join('; ')})`).join(', ')} from the host; use --force to override`,
-          members,
-        );
-        continue;
-      }
+    const verdicts = members.flatMap((m) => {
+      const md = inv.byAddress.get(m);
+      return md ? [{ m, v: claimGuards(md, obs.uses) }] : [];
+    });
+    const hard = verdicts.filter((x) => x.v.hard.length > 0);
+    const soft = c.force ? [] : verdicts.filter((x) => x.v.soft.length > 0);
+    if (hard.length > 0 || soft.length > 0) {
+      const list = (xs: typeof verdicts, pick: 'hard' | 'soft'): string =>
+        xs.map((x) => `${x.m} (${x.v[pick].join('; ')})`).join(', ');
+      refuse(
+        'PT_ERR_HOST_CRITICAL',
+        hard.length > 0
+          ? `refusing to take ${list(hard, 'hard')} from the host; --force does not override this`
+          : `refusing to take ${list(soft, 'soft')} from the host; use --force to override`,
+        members,
+      );
+      continue;
     }
     if (!c.withGroup) {
       const blockers = groupMembers.filter((m) => {

@@ -14,7 +14,7 @@ import {
   type DeviceHolder,
   type DeviceLinks,
   type HostPort,
-  type HostUse,
+  type HostUses,
   type KernelInfo,
   type ModuleAvailability,
   type ModuleStatus,
@@ -312,7 +312,7 @@ export class LinuxHost implements HostPort {
     };
   }
 
-  hostUses(): Promise<HostUse[]> {
+  hostUses(): Promise<HostUses> {
     return readHostUses(this.root);
   }
 

@@ -16,6 +16,7 @@ import {
   type DeviceLinks,
   type HostPort,
   type HostUse,
+  type HostUses,
   type KernelInfo,
   type ModuleAvailability,
   type ModuleStatus,
@@ -114,6 +115,7 @@ export class SimKernel {
   private drivers = new Map<string, SimDriver>();
   private modules = new Map<string, SimModule>();
   private uses: HostUse[];
+  private usesUnknown: string[];
   private writeFaults: WriteFault[] = [];
   private loadFaults = new Map<string, { remaining: number; message: string }>();
   private blockedUnbinds = new Set<PciAddress>();
@@ -141,6 +143,7 @@ export class SimKernel {
     this.cmdline = topo.kernel?.cmdline ?? 'intel_iommu=on iommu=pt';
     this.iommus = topo.kernel?.iommus ?? ['dmar0'];
     this.interruptRemapping = topo.kernel?.interruptRemapping ?? 'enabled';
+    this.usesUnknown = [...(topo.hostUnknown ?? [])];
     this.uses = (topo.hostUses ?? []).map((u) => ({
       address: parsePciAddress(u.address),
       use: u.use,
@@ -534,8 +537,12 @@ export class SimKernel {
     };
   }
 
-  hostUses(): HostUse[] {
-    return this.uses.filter((u) => this.devices.has(u.address));
+  hostUses(): HostUses {
+    return {
+      uses: this.uses.filter((u) => this.devices.has(u.address)),
+      unknown: [...this.usesUnknown],
+      backing: [],
+    };
   }
 
   async write(op: SimWriteOp, addr: PciAddress | null, value: string): Promise<void> {
@@ -654,6 +661,7 @@ export class SimKernel {
       devices,
       hostUses: this.uses,
     };
+    if (this.usesUnknown.length > 0) t.hostUnknown = [...this.usesUnknown];
     if (this.description !== undefined) t.description = this.description;
     return t;
   }
@@ -960,7 +968,7 @@ class SimHost implements HostPort {
   kernelInfo(): Promise<KernelInfo> {
     return this.run(() => this.k.kernelInfo());
   }
-  hostUses(): Promise<HostUse[]> {
+  hostUses(): Promise<HostUses> {
     return this.run(() => this.k.hostUses());
   }
   watchUevents(onEvent: (e: Uevent) => void): (() => void) | null {
