@@ -77,6 +77,40 @@ export interface HostUse {
   use: string;
 }
 
+/** What backs one mounted filesystem or swap area, as far as it could be traced. */
+export interface HostBacking {
+  /** The mount point, or `swap` for a swap area. */
+  target: string;
+  /** The mount source or swap file/device as the kernel lists it. */
+  source: string;
+  /** Filesystem type; `swap` for swap areas. */
+  fstype: string;
+  /** pseudo: backed by no device; traced: devices found; untraced: passthru cannot tell. */
+  status: 'pseudo' | 'traced' | 'untraced';
+  /** What was followed, top down: block devices (dm-0, md0, nvme0n1), interfaces, shares. */
+  via: string[];
+  devices: PciAddress[];
+  /** Why it could not be traced (status untraced). */
+  problem?: string;
+}
+
+/**
+ * Everything the host depends on. `unknown` lists what could not be traced or read: while it
+ * is not empty, nobody can tell which storage or network device is safe to take.
+ */
+export interface HostUses {
+  uses: HostUse[];
+  unknown: string[];
+  backing: HostBacking[];
+}
+
+/** Names a holder for people: "pid 4242 (qemu-system-x86)". */
+export function holderText(h: DeviceHolder): string {
+  return h.pid === null
+    ? 'a process not visible from here (the group node is busy)'
+    : `pid ${String(h.pid)} (${h.comm ?? '?'})`;
+}
+
 /** A process that holds a device through vfio: a VM, usually. */
 export interface DeviceHolder {
   /**
@@ -169,7 +203,7 @@ export interface HostPort {
   loadModule(name: string): Promise<void>;
 
   kernelInfo(): Promise<KernelInfo>;
-  hostUses(): Promise<HostUse[]>;
+  hostUses(): Promise<HostUses>;
 
   /**
    * Subscribe to kernel uevents when a source exists. Returns a stop function, or null when

@@ -17,7 +17,7 @@ import {
   type DeviceHolder,
   type DeviceLinks,
   type HostPort,
-  type HostUse,
+  type HostUses,
   type KernelInfo,
   type ModuleAvailability,
   type ModuleStatus,
@@ -348,8 +348,12 @@ export class SimKernel {
     };
   }
 
-  hostUses(): HostUse[] {
-    return this.s.uses.filter((u) => this.s.devices.has(u.address));
+  hostUses(): HostUses {
+    return {
+      uses: this.s.uses.filter((u) => this.s.devices.has(u.address)),
+      unknown: [...this.s.usesUnknown],
+      backing: [],
+    };
   }
 
   async write(op: SimWriteOp, addr: PciAddress | null, value: string): Promise<void> {

@@ -63,6 +63,8 @@ export interface SimState {
   drivers: Map<string, SimDriver>;
   modules: Map<string, SimModule>;
   uses: HostUse[];
+  /** What the simulated host cannot trace: storage and network claims are refused unless forced. */
+  usesUnknown: string[];
 }
 
 /**
