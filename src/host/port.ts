@@ -217,8 +217,8 @@ export function canonicalModuleName(name: string): string {
   return name.trim().replace(/-/g, '_');
 }
 
-const DRIVER_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
-const MODULE_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+export const DRIVER_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
+export const MODULE_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
 export function isValidDriverName(name: string): boolean {
   return DRIVER_NAME_RE.test(name) && name !== '.' && name !== '..';
