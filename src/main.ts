@@ -230,7 +230,7 @@ const agentEnv: AgentEnv = {
     await api.listenUnix(rt.socket);
     try {
       try {
-        await agent.start();
+        await agent.start({ loadModules: true });
       } catch (e) {
         lifecycle.failed(e);
         throw e;
@@ -272,7 +272,7 @@ const agentEnv: AgentEnv = {
       logger,
       names: rt.names,
     });
-    await agent.start();
+    await agent.start({ loadModules: true });
     const ac = new AbortController();
     const loops = agent.run(ac.signal);
     const realHost = rt.sim ? rt.host : new LinuxHost({ root: rt.opts.root, uevents: false });

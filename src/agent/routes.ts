@@ -157,12 +157,12 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (lifecycle.phase === 'starting') {
       // The store may not be loaded yet: report what is known without waiting for the start.
       try {
-        return { phase: 'starting', problems, ...(await agent.status()) };
+        return { ...(await agent.status()), phase: 'starting', problems };
       } catch {
         return { phase: 'starting', problems };
       }
     }
-    return { phase: lifecycle.phase, problems, ...(await agent.status()) };
+    return { ...(await agent.status()), phase: lifecycle.phase, problems };
   });
 
   app.post('/v1/claims', { schema: { body: claimBody } }, async (req) => {
