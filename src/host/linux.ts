@@ -105,12 +105,17 @@ export class LinuxHost implements HostPort {
       if (target !== null && isPciAddress(target)) virtfns.push(target);
     }
     const parentName = real === null ? null : path.basename(path.dirname(real));
+    const vfioDev = entries.includes('vfio-dev')
+      ? ((await readdirOrEmpty(this.dev(addr, 'vfio-dev'))).find((n) => /^vfio\d+$/.test(n)) ??
+        null)
+      : null;
     return {
       driver,
       iommuGroup: group !== null && /^\d+$/.test(group) ? Number(group) : null,
       physfn: physfn !== null && isPciAddress(physfn) ? physfn : null,
       virtfns,
       parent: parentName !== null && isPciAddress(parentName) ? parentName : null,
+      vfioDev,
     };
   }
 

@@ -50,6 +50,8 @@ interface SimDevice {
   virtfns: PciAddress[];
   /** Open file descriptions held by userspace (a VM): vfio-pci's unbind blocks while > 0. */
   openCount: number;
+  /** Minor of the vfio cdev (/dev/vfio/devices/vfioN) while on vfio-pci on 6.6+, else null. */
+  cdev: number | null;
 }
 
 interface SimDriver {
@@ -176,6 +178,7 @@ export class SimKernel {
         physfn: d.physfn ? parsePciAddress(d.physfn) : null,
         virtfns: [],
         openCount: 0,
+        cdev: null,
       });
     }
     // VFs listed in the topology (a snapshot of a host with VFs enabled) link to their PF.
@@ -187,6 +190,9 @@ export class SimKernel {
     }
     for (const pf of this.devices.values()) {
       if (pf.sriov) pf.sriov.num = pf.virtfns.length;
+    }
+    for (const d of this.sortedDevices()) {
+      if (d.driver === VFIO_DRIVER && this.hasDeviceCdev()) d.cdev = this.freeCdevMinor();
     }
 
     const graph = vfioModuleGraph(this.release);
@@ -484,13 +490,22 @@ export class SimKernel {
 
   links(addr: PciAddress): DeviceLinks {
     const d = this.devices.get(addr);
-    if (!d) return { driver: null, iommuGroup: null, physfn: null, virtfns: [], parent: null };
+    if (!d)
+      return {
+        driver: null,
+        iommuGroup: null,
+        physfn: null,
+        virtfns: [],
+        parent: null,
+        vfioDev: null,
+      };
     return {
       driver: d.driver,
       iommuGroup: d.group,
       physfn: d.physfn,
       virtfns: [...d.virtfns],
       parent: d.parent,
+      vfioDev: d.cdev === null ? null : `vfio${d.cdev}`,
     };
   }
 
@@ -688,6 +703,7 @@ export class SimKernel {
 
   private attach(d: SimDevice, drv: SimDriver): void {
     d.driver = drv.name;
+    if (drv.name === VFIO_DRIVER && this.hasDeviceCdev()) d.cdev = this.freeCdevMinor();
     this.emit({
       action: 'bind',
       devpath: this.devpath(d),
@@ -700,12 +716,28 @@ export class SimKernel {
   private detach(d: SimDevice): void {
     const drv = d.driver;
     d.driver = null;
+    d.cdev = null;
     this.emit({
       action: 'unbind',
       devpath: this.devpath(d),
       subsystem: 'pci',
       props: drv ? { DRIVER: drv } : {},
     });
+  }
+
+  /** VFIO_DEVICE_CDEV arrived in 6.6; Debian's 6.1 has no vfio-dev directory. */
+  private hasDeviceCdev(): boolean {
+    const m = /^(\d+)\.(\d+)/.exec(this.release);
+    return m !== null && (Number(m[1]) > 6 || (Number(m[1]) === 6 && Number(m[2]) >= 6));
+  }
+
+  /** The kernel hands out the lowest free minor (an IDA), so numbers are reused. */
+  private freeCdevMinor(): number {
+    const used = new Set<number>();
+    for (const x of this.devices.values()) if (x.cdev !== null) used.add(x.cdev);
+    let n = 0;
+    while (used.has(n)) n++;
+    return n;
   }
 
   private probe(d: SimDevice): void {
@@ -800,6 +832,7 @@ export class SimKernel {
         physfn: pf.address,
         virtfns: [],
         openCount: 0,
+        cdev: null,
       };
       this.devices.set(addr, vf);
       pf.virtfns.push(addr);
@@ -834,6 +867,7 @@ export class SimKernel {
         driver: null,
         override: null,
         openCount: 0,
+        cdev: null,
         virtfns: [],
         sriov: d.sriov ? { ...d.sriov, num: 0 } : null,
       });
