@@ -176,13 +176,14 @@ export async function startDevicePlugins(deps: DevicePluginDeps): Promise<Device
     for (const p of [...plugins.values()]) {
       if (halted() || p.isStopped()) continue;
       try {
+        const before = p.registeredWith;
         if (!deps.dir.socketExists(p.endpoint)) {
           log.info({ resource: p.resourceName }, 'plugin socket removed: serving again');
           await p.serve();
           p.registeredWith = null;
         }
         if (p.registeredWith === id) continue;
-        if (p.registeredWith !== null) counters.inc(p.resourceName, 'kubelet_restarts');
+        if (before !== null) counters.inc(p.resourceName, 'kubelet_restarts');
         await p.register(id);
       } catch (e) {
         // The next poll tries again.

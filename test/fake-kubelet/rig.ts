@@ -16,7 +16,7 @@ import {
   type DevicePlugins,
 } from '../../src/deviceplugin/manager.js';
 import { FsPluginDir, type PluginDirPort } from '../../src/deviceplugin/plugin-dir.js';
-import { makeAgent } from '../helpers.js';
+import { makeAgent, pollingOnly } from '../helpers.js';
 import { FakeKubelet } from './kubelet.js';
 
 /** The names the scenarios need, so resource names do not depend on the host's pci.ids. */
@@ -58,6 +58,8 @@ export interface DpRig {
 
 export interface DpRigOptions {
   timing?: SimTiming;
+  /** Without a uevent source the keeper relies on its poll alone (default true). */
+  uevents?: boolean;
   source?: AgentSourceOptions;
 }
 
@@ -68,7 +70,7 @@ export interface DpRigOptions {
 export async function dpRig(topo: Topology, o: DpRigOptions = {}): Promise<DpRig> {
   const clock = new ManualClock(1_000_000);
   const kernel = new SimKernel(topo, clock, o.timing ? { timing: o.timing } : {});
-  const host: HostPort = kernel.port();
+  const host: HostPort = o.uevents === false ? pollingOnly(kernel.port()) : kernel.port();
   const { agent } = makeAgent(kernel, clock, new MemoryStore(), host, { names: TEST_PCI_IDS });
   // With paced modprobes the start waits on the manual clock: move it along.
   let started = false;
