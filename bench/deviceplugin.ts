@@ -54,6 +54,10 @@ async function lossToUnhealthy(
     const dp = await r.startPlugins();
     const health = (h: string): boolean =>
       (r.kubelet.view(E1000E)?.devices ?? []).every((d) => d.health === h);
+    await r.stepUntil(
+      () => (dp.lastSent(E1000E)?.devices ?? []).every((d) => d.health === 'Healthy'),
+      5_000,
+    );
     await r.kubelet.waitFor(() => health('Healthy'), 'healthy');
     let noticedAt = 0;
     r.agent.bus.subscribe((e) => {

@@ -92,7 +92,7 @@ const agentEnv: AgentEnv = {
     acquireStateLock(rt.stateDir);
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
-    await agent.start();
+    await agent.start({ loadModules: true });
     const server = await startControlServer(
       rt.socket,
       (m, u, b) => handleRequest(agent, rt.sim, m, u, b),
@@ -135,7 +135,7 @@ const agentEnv: AgentEnv = {
       logger,
       names: rt.names,
     });
-    await agent.start();
+    await agent.start({ loadModules: true });
     const ac = new AbortController();
     const loops = agent.run(ac.signal);
     const realHost = rt.sim ? rt.host : new LinuxHost({ root: rt.opts.root, uevents: false });

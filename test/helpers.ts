@@ -131,7 +131,7 @@ export async function rig(topo: Topology = labTopology(), opts: RigOptions = {})
   if (opts.uevents === false) host = pollingOnly(host);
   if (opts.wrap) host = opts.wrap(host, kernel);
   const { agent, history } = makeAgent(kernel, clock, store, host);
-  await agent.start();
+  await agent.start({ loadModules: opts.run !== false });
   const ac = new AbortController();
   const running = opts.run === false ? null : agent.run(ac.signal);
   return { clock, kernel, store, history, agent, ac, running };

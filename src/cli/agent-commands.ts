@@ -87,11 +87,19 @@ export function claimsText(claims: ClaimStatus[]): string {
 function releaseText(out: ReleaseOutcome[]): string {
   if (out.length === 0) return 'released (nothing was bound)\n';
   return `${out
-    .map((o) =>
-      o.ok
-        ? `${o.address}  released  now on ${o.driver ?? 'no driver'}${o.note !== undefined ? ` (${o.note})` : ''}`
-        : `${o.address}  FAILED    ${o.code ?? ''}: ${o.message ?? ''}`,
-    )
+    .map((o) => {
+      switch (o.state) {
+        case 'released':
+          return `${o.address}  released  now on ${o.driver ?? 'no driver'}`;
+        case 'abandoned':
+          return `${o.address}  abandoned (was ${o.expected ?? 'no driver'}): ${o.message ?? ''}`;
+        case 'in-use':
+        case 'pending':
+          return `${o.address}  PENDING   ${o.message ?? ''}`;
+        case 'failed':
+          return `${o.address}  FAILED    ${o.code ?? ''}: ${o.message ?? ''}`;
+      }
+    })
     .join('\n')}\n`;
 }
 

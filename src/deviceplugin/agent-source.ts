@@ -21,8 +21,11 @@ export interface AgentSourceOptions {
   resourceNameOf?: (address: PciAddress) => string | undefined;
 }
 
-/** Claim states whose devices are advertised: refused and missing ones are not devices at all. */
-const LISTED = new Set(['ready', 'pending', 'waiting', 'error']);
+/**
+ * Claim states whose devices are not advertised at all: refused, absent, or a different card
+ * at the address. Every other state (pending, waiting, busy, error) lists the device Unhealthy.
+ */
+const UNLISTED = new Set(['refused', 'missing', 'changed']);
 
 interface Fixed {
   resourceName: string;
@@ -87,7 +90,7 @@ export class AgentDeviceSource implements DeviceSource {
     const out: PluginDevice[] = [];
     const seen = new Set<PciAddress>();
     for (const c of st.claims) {
-      if (!LISTED.has(c.state)) continue;
+      if (UNLISTED.has(c.state)) continue;
       for (const address of c.members) {
         if (seen.has(address)) continue;
         seen.add(address);

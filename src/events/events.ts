@@ -5,7 +5,40 @@ import type { PciAddress } from '../pci/address.js';
  * subscribe. Times are the injected clock's milliseconds.
  */
 export type DomainEvent =
-  | { type: 'claim.added'; at: number; address: PciAddress; withGroup: boolean; force: boolean }
+  | {
+      type: 'claim.added';
+      at: number;
+      address: PciAddress;
+      withGroup: boolean;
+      force: boolean;
+      /** Who asked: cli, api, kubernetes. */
+      source?: string;
+    }
+  /** A claim's state changed (ready, pending, waiting, busy, refused, missing, changed, error). */
+  | {
+      type: 'claim.state';
+      at: number;
+      address: PciAddress;
+      state: string;
+      members: PciAddress[];
+      code?: string;
+      message?: string;
+    }
+  | {
+      type: 'claim.accepted_change';
+      at: number;
+      address: PciAddress;
+      vendorId: string;
+      deviceId: string;
+    }
+  /** The user gave up restoring a device (release --abandon, or a replaced card). */
+  | {
+      type: 'ledger.abandoned';
+      at: number;
+      address: PciAddress;
+      originalDriver: string | null;
+      reason: string;
+    }
   | { type: 'claim.removed'; at: number; address: PciAddress }
   | { type: 'device.bound'; at: number; address: PciAddress; from: string | null; ms: number }
   | {
@@ -39,6 +72,8 @@ export type DomainEvent =
       modules: string[];
       states: Record<string, string>;
       via: string;
+      /** The devices that were verified on vfio-pci when the loss was seen. */
+      devices?: PciAddress[];
     }
   | {
       type: 'module.reload_failed';

@@ -3,8 +3,24 @@ import { isPciAddress, type PciAddress } from '../pci/address.js';
 
 export const STATE_FORMAT = 'passthru-state/1';
 
+/** What sat at an address when it was claimed: a claim is for a card, not a slot. */
+export interface DeviceIdentity {
+  vendorId: string;
+  deviceId: string;
+  subsystemVendorId: string;
+  subsystemDeviceId: string;
+}
+
 export interface ClaimSpec {
   address: PciAddress;
+  /**
+   * Recorded when the claim is first seen with its device present; a different card at the
+   * address later makes the claim `changed` until re-confirmed. Absent for claims of devices
+   * that were not present yet, and for claims stored before identities were recorded.
+   */
+  identity?: DeviceIdentity;
+  /** Who asked: cli, api, kubernetes (for history and `why`). */
+  source?: string;
   /** Also bind the other endpoints of the IOMMU group (a GPU's audio function). */
   withGroup: boolean;
   /** Skip the host-critical guard. */
@@ -18,6 +34,8 @@ export interface LedgerEntry {
   originalDriver: string | null;
   vendorId: string;
   deviceId: string;
+  subsystemVendorId?: string;
+  subsystemDeviceId?: string;
   recordedAt: number;
   /** The claim that bound it (itself, or the claim whose --with-group pulled it in). */
   claim?: PciAddress;

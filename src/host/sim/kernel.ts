@@ -873,7 +873,9 @@ export class SimKernel {
       });
       this.removed.delete(addr);
       const nd = this.devices.get(addr);
-      if (nd) this.probe(nd);
+      if (!nd) continue;
+      this.emit({ action: 'add', devpath: this.devpath(nd), subsystem: 'pci', props: {} });
+      this.probe(nd);
     }
   }
 
