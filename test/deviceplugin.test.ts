@@ -1,8 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { readFile } from 'node:fs/promises';
+import { loadTopology } from '../src/host/files.js';
+import { LinuxHost } from '../src/host/linux.js';
+import { writeSysfsTree } from '../src/host/sysfs-tree.js';
 import { SimKernel } from '../src/host/sim/kernel.js';
 import { validateTopology, type Topology } from '../src/host/sim/topology.js';
 import { parsePciAddress, type PciAddress } from '../src/pci/address.js';
@@ -401,4 +405,19 @@ test('simulated kernel: vfio cdevs on 6.6+ only, lowest free minor, gone after u
   await l.probeDevice(NIC[0]!);
   assert.equal(lab.driverOf(NIC[0]!), 'vfio-pci');
   assert.equal((await l.readDeviceLinks(NIC[0]!)).vfioDev, null, 'no cdev on 6.1');
+});
+
+test('Linux host: readDeviceLinks names the vfio cdev from <dev>/vfio-dev, null without the folder', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'pt-vfiodev-'));
+  try {
+    await writeSysfsTree(await loadTopology('qemu-guest'), root);
+    const h = new LinuxHost({ root, uevents: false });
+    const a = NIC[0]!;
+    assert.equal((await h.readDeviceLinks(a)).vfioDev, null);
+    const dev = fs.realpathSync(path.join(root, 'sys/bus/pci/devices', a));
+    fs.mkdirSync(path.join(dev, 'vfio-dev/vfio7'), { recursive: true });
+    assert.equal((await h.readDeviceLinks(a)).vfioDev, 'vfio7');
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
 });
