@@ -156,6 +156,31 @@ for (const twice of [false, true]) {
   });
 }
 
+test('the kubelet starting after the plugins (boot race): they serve, wait, and register once kubelet.sock appears', async () => {
+  const r = await dpRig(labTopology());
+  try {
+    await r.agent.claim(NIC.slice(0, 2), { withGroup: false, force: false });
+    await r.kubelet.down();
+    const dp = await r.startPlugins();
+    assert.deepEqual(
+      dp.resources().map((x) => [x.resourceName, x.registered]),
+      [[E1000E, false]],
+    );
+    assert.ok(fs.statSync(path.join(r.dir, dp.resources()[0]!.endpoint)).isSocket(), 'served');
+    await r.clock.advance(2_000);
+    await dp.settled();
+    assert.equal(r.kubelet.registrations.length, 0);
+    await r.kubelet.start();
+    await r.kubelet.waitFor(
+      () => r.kubelet.view(E1000E)?.devices.length === 2,
+      'registration once the kubelet is up',
+    );
+    assert.equal(dp.counters.get(E1000E, 'registrations'), 1);
+  } finally {
+    await r.close();
+  }
+});
+
 test('kubelet restart seen by the poll alone (no watch): re-registered within 1 s of simulated time', async (t) => {
   const r = await dpRig(labTopology());
   try {

@@ -399,6 +399,12 @@ export class FakeKubelet {
     await this.start();
   }
 
+  /** The kubelet is not running (yet): no kubelet.sock in the folder. */
+  async down(): Promise<void> {
+    await this.stopServer();
+    fs.rmSync(this.socket, { force: true });
+  }
+
   async stop(): Promise<void> {
     await this.stopServer();
     this.podServer?.forceShutdown();
