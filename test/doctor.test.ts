@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runDoctor } from '../src/doctor/doctor.js';
-import { LinuxHost } from '../src/host/linux.js';
+import { LinuxHost } from '../src/host/linux/host.js';
 import { HostTree, PCI } from './host-uses-fixture.js';
 
 async function doctorOn(setup: (t: HostTree) => Promise<void>) {

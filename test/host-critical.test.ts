@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { groupViews } from '../src/cli/views.js';
 import { discover } from '../src/pci/discovery.js';
 import { parsePciAddress } from '../src/pci/address.js';
-import type { Topology } from '../src/host/sim/topology.js';
+import type { Topology } from '../src/topology/format.js';
 import { EDU, labTopology, NIC, rig, ROOTFS } from './helpers.js';
 
 const once = { withGroup: false, force: false };

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { LinuxHost } from '../src/host/linux.js';
+import { LinuxHost } from '../src/host/linux/host.js';
 import type { HostUses } from '../src/host/port.js';
 import { HostTree, PCI, route } from './host-uses-fixture.js';
 

@@ -5,10 +5,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { errnoOf } from '../src/errors.js';
 import { loadTopology } from '../src/host/files.js';
-import { LinuxHost, parseProcModules } from '../src/host/linux.js';
+import { LinuxHost } from '../src/host/linux/host.js';
+import { parseProcModules } from '../src/host/linux/modules.js';
 import { writeSysfsTree } from '../src/host/sysfs-tree.js';
 import { parsePciAddress } from '../src/pci/address.js';
-import { parseUeventStream } from '../src/host/uevent.js';
+import { parseUeventStream } from '../src/host/linux/uevents.js';
 import type { Uevent } from '../src/host/port.js';
 
 async function tree(): Promise<string> {

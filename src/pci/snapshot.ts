@@ -1,5 +1,5 @@
 import type { HostPort, HostUses } from '../host/port.js';
-import { TOPOLOGY_FORMAT, type Topology, type TopologyDevice } from '../host/sim/topology.js';
+import { TOPOLOGY_FORMAT, type Topology, type TopologyDevice } from '../topology/format.js';
 import { isPciAddress } from './address.js';
 import type { Inventory } from './model.js';
 

@@ -4,9 +4,6 @@ import fc from 'fast-check';
 import { escapeOctal } from './mountinfo.js';
 import { parseSwaps } from './swaps.js';
 
-// The kernel pads the name to 40 columns, with at least one space (mm/swapfile.c swap_show).
-const pad = (name: string): string => name + ' '.repeat(Math.max(1, 40 - name.length));
-
 test('/proc/swaps: every area (escaped names, partitions and files) parses back; the header is skipped', () => {
   fc.assert(
     fc.property(
@@ -20,7 +17,12 @@ test('/proc/swaps: every area (escaped names, partitions and files) parses back;
       (areas) => {
         const text = [
           'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority',
-          ...areas.map((a) => `${pad(escapeOctal(a.file))}${a.type}\t\t999420\t\t0\t\t-2`),
+          // The kernel pads the name to 40 columns with at least one space (swap_show).
+          ...areas.map((a) => {
+            const name = escapeOctal(a.file);
+            const pad = ' '.repeat(Math.max(1, 40 - name.length));
+            return `${name}${pad}${a.type}\t\t999420\t\t0\t\t-2`;
+          }),
         ].join('\n');
         const parsed = parseSwaps(text);
         assert.deepEqual(parsed.bad, []);
