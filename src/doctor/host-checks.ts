@@ -4,6 +4,10 @@ import type { Inventory } from '../pci/model.js';
 import type { PciAddress } from '../pci/address.js';
 import type { Check } from './doctor.js';
 
+function plural(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? '' : 's'}`;
+}
+
 function backingText(b: HostBacking): string {
   const what =
     b.target === 'swap' ? `swap ${b.source}` : `${b.target} (${b.fstype} from ${b.source})`;
@@ -75,7 +79,7 @@ export function hostUseChecks(uses: HostUses, inv: Inventory): Check[] {
     checks.push({
       id: 'never-offered',
       status: 'info',
-      summary: `not offered for passthrough: ${bridges} bridges (never, even with --force), ${platform} platform functions (only with --force); \`passthru groups\` names them`,
+      summary: `not offered for passthrough: ${plural(bridges, 'bridge')} (never, even with --force), ${plural(platform, 'platform function')} (only with --force); \`passthru groups\` names them`,
     });
   }
   return checks;
