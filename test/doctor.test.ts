@@ -16,7 +16,7 @@ async function doctorOn(setup: (t: HostTree) => Promise<void>) {
 
 const nvmeDisk = `${PCI.nvme.slice(12)}/nvme/nvme0/nvme0n1`;
 
-test('doctor: a blacklist line for vfio_pci is a WARN naming why, an install /bin/true line a FAIL', async () => {
+test('doctor: a blacklist line for vfio_pci is a WARN naming why, an install /bin/true line a FAIL, also when another file blacklists it', async () => {
   const bl = await doctorOn((t) => t.file('etc/modprobe.d/no-vfio.conf', 'blacklist vfio_pci\n'));
   const warn = bl.checks.find((c) => c.id === 'vfio-blacklisted');
   assert.equal(warn?.status, 'warn');
@@ -33,6 +33,15 @@ test('doctor: a blacklist line for vfio_pci is a WARN naming why, an install /bi
   assert.equal(fail?.status, 'fail');
   assert.match(fail.summary, /install \/bin\/true/);
   assert.equal(inst.ok, false);
+  const both = await doctorOn(async (t) => {
+    await t.file('etc/modprobe.d/a.conf', 'blacklist vfio_pci\n');
+    await t.file('etc/modprobe.d/b.conf', 'install vfio_pci /bin/false\n');
+  });
+  assert.equal(
+    both.checks.find((c) => c.id === 'vfio-blocked')?.status,
+    'fail',
+    'an install line in a later file is not hidden by a blacklist',
+  );
 });
 
 test('doctor: shows what backs / and swap, the pseudo filesystems, untraced mounts as WARN, and host-critical devices with why', async () => {
