@@ -23,6 +23,8 @@ export const errorCodes = {
   PT_ERR_KERNEL_REFUSED: { exit: 5, http: 409, retryable: true },
   PT_ERR_STORE_CORRUPT: { exit: 6, http: 500, retryable: false },
   PT_ERR_STORE_IO: { exit: 6, http: 500, retryable: true },
+  PT_ERR_STORE_CONFLICT: { exit: 6, http: 409, retryable: false },
+  PT_ERR_STORE_LOCKED: { exit: 6, http: 409, retryable: true },
   PT_ERR_TOPOLOGY_INVALID: { exit: 2, http: 400, retryable: false },
   PT_ERR_AGENT_UNREACHABLE: { exit: 7, http: 503, retryable: true },
   PT_ERR_PERMISSION: { exit: 8, http: 403, retryable: false },

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent } from './agent/agent.js';
 import { handleRequest } from './agent/routes.js';
+import { composeAgent, serveAgent, type AgentProcessDeps } from './agent/serve.js';
 import { requestAgent, startControlServer } from './agent/socket-server.js';
 import { addAgentCommands, type AgentEnv, type AgentTuning } from './cli/agent-commands.js';
 import { runDemo } from './cli/demo.js';
@@ -16,13 +17,12 @@ import {
 } from './cli/program.js';
 import { PtError, errorCodes, isPtError } from './errors.js';
 import { systemClock } from './host/clock.js';
-import { loadPciIds, loadTopology, writeFileAtomic } from './host/files.js';
-import { LinuxHost } from './host/linux.js';
+import { loadPciIds, loadTopology } from './host/files.js';
+import { LinuxHost } from './host/linux/host.js';
 import type { HostPort } from './host/port.js';
 import { SimKernel } from './host/sim/kernel.js';
-import { FileHistory } from './state/file-history.js';
-import { FileStore } from './state/file-store.js';
-import { acquireStateLock } from './state/file-lock.js';
+import { writeFileAtomic } from './state/file-atomic.js';
+import { LIVE_LOCK_DIR } from './state/file-lock.js';
 import { MemoryHistory } from './state/history.js';
 import { MemoryStore } from './state/model.js';
 import { makeLogger } from './util/logger.js';
@@ -63,51 +63,27 @@ function hostFor(rt: Runtime, tuning: AgentTuning): HostPort {
   return new LinuxHost({ root: rt.opts.root, modprobePath: rt.opts.modprobe, uevents: false });
 }
 
+/** The live host's lock lives in /run (tmpfs); simulated hosts and --root trees keep theirs. */
+function processDeps(rt: Runtime, tuning: AgentTuning): AgentProcessDeps {
+  const live = rt.sim === null && path.resolve(rt.opts.root) === '/';
+  return {
+    host: hostFor(rt, tuning),
+    stateDir: rt.stateDir,
+    socket: rt.socket,
+    lockDir: live ? LIVE_LOCK_DIR : undefined,
+    clock: systemClock,
+    logger: rt.logger,
+    names: rt.names,
+    sim: rt.sim,
+    engine: tuning.engine,
+    keeper: tuning.keeper,
+  };
+}
+
 const agentEnv: AgentEnv = {
-  openAgent: (rt, tuning, exclusive) => {
-    if (exclusive === true) acquireStateLock(rt.stateDir);
-    return Promise.resolve(
-      new Agent({
-        host: hostFor(rt, tuning),
-        store: new FileStore(rt.stateDir),
-        history: new FileHistory(rt.stateDir),
-        clock: systemClock,
-        logger: rt.logger,
-        names: rt.names,
-        ...(tuning.engine ? { engine: tuning.engine } : {}),
-        ...(tuning.keeper ? { keeper: tuning.keeper } : {}),
-      }),
-    );
-  },
-  serveAgent: async (rt, agent) => {
-    const ac = new AbortController();
-    const stop = (): void => {
-      rt.logger.info('stopping');
-      ac.abort();
-    };
-    // Before touching anything: a second agent would fight the first over the same devices.
-    if ((await requestAgent(rt.socket, 'GET', '/v1/status')) !== null) {
-      throw new PtError('PT_ERR_INVALID_ARGUMENT', `an agent is already running on ${rt.socket}`);
-    }
-    acquireStateLock(rt.stateDir);
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    await agent.start({ loadModules: true });
-    const server = await startControlServer(
-      rt.socket,
-      (m, u, b) => handleRequest(agent, rt.sim, m, u, b),
-      rt.logger,
-    );
-    rt.logger.info(
-      { host: rt.host.description, stateDir: rt.stateDir, socket: rt.socket },
-      'agent running',
-    );
-    try {
-      await agent.run(ac.signal);
-    } finally {
-      await server.close();
-    }
-  },
+  openAgent: (rt, tuning, exclusive) =>
+    Promise.resolve(composeAgent(processDeps(rt, tuning), exclusive === true)),
+  serveAgent: (rt, agent) => serveAgent(processDeps(rt, {}), agent),
   requestAgent,
   requireRoot: (rt, what) => {
     // Simulated hosts and trees under --root need no privilege; the live host does.
@@ -118,7 +94,7 @@ const agentEnv: AgentEnv = {
     );
   },
   writeFiles: async (files) => {
-    for (const f of files) await writeFileAtomic(f.path, f.content, f.mode);
+    for (const f of files) await writeFileAtomic(f.path, f.content, f.mode, 0o755);
   },
   agentCommandPath: () => `${process.execPath} ${fileURLToPath(import.meta.url)}`,
   demo: async (rt, keepRunning) => {

@@ -311,27 +311,6 @@ test('history: append-only JSON lines, rotated past the size limit, a torn line 
   }
 });
 
-test('state lock: a live owner is refused with its pid, a stale lock is taken over and released', async () => {
-  const { acquireStateLock } = await import('../src/state/file-lock.js');
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pt-lock-'));
-  try {
-    const file = path.join(dir, 'state.lock');
-    await fs.writeFile(file, '1\n'); // pid 1 is always alive
-    assert.throws(
-      () => acquireStateLock(dir),
-      (e: unknown) =>
-        e instanceof PtError && e.code === 'PT_ERR_STORE_IO' && /pid 1\b/.test(e.message),
-    );
-    await fs.writeFile(file, '2147483646\n'); // no such process
-    const release = acquireStateLock(dir);
-    assert.equal((await fs.readFile(file, 'utf8')).trim(), String(process.pid));
-    release();
-    await assert.rejects(fs.stat(file));
-  } finally {
-    await fs.rm(dir, { recursive: true, force: true });
-  }
-});
-
 test('a group companion stays on vfio-pci while its claim exists, even if the claimed function vanishes', async () => {
   const r = await rig(labTopology(), { run: false });
   await r.agent.claim([MF0], { withGroup: true, force: false });

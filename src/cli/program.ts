@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { PtError } from '../errors.js';
 import type { HostPort } from '../host/port.js';
 import type { SimKernel } from '../host/sim/kernel.js';
-import type { Topology } from '../host/sim/topology.js';
+import type { Topology } from '../topology/format.js';
 import { runDoctor } from '../doctor/doctor.js';
 import { discover } from '../pci/discovery.js';
 import type { PciIdNames } from '../pci/pciids.js';

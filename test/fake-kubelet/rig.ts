@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { ManualClock } from '../../src/host/clock.js';
 import type { HostPort } from '../../src/host/port.js';
 import { SimKernel, type SimTiming } from '../../src/host/sim/kernel.js';
-import type { Topology } from '../../src/host/sim/topology.js';
+import type { Topology } from '../../src/topology/format.js';
 import { parsePciIds } from '../../src/pci/pciids.js';
 import type { Agent } from '../../src/agent/agent.js';
 import { MemoryStore } from '../../src/state/model.js';
