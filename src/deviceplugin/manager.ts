@@ -60,7 +60,10 @@ class Serial {
   private running: Promise<void> | null = null;
   private again = false;
 
-  constructor(private readonly job: () => Promise<void>) {}
+  constructor(
+    private readonly job: () => Promise<void>,
+    private readonly onError: (e: unknown) => void,
+  ) {}
 
   request(): void {
     this.again = true;
@@ -68,7 +71,12 @@ class Serial {
     this.running = (async () => {
       while (this.again) {
         this.again = false;
-        await this.job();
+        try {
+          await this.job();
+        } catch (e) {
+          // Nobody awaits this loop: an escaped error would be an unhandled rejection.
+          this.onError(e);
+        }
       }
     })().finally(() => {
       this.running = null;
@@ -97,6 +105,12 @@ export async function startDevicePlugins(deps: DevicePluginDeps): Promise<Device
   let stopping = false;
   // A function, so the check is re-read after each await.
   const halted = (): boolean => stopping;
+
+  const logFailure =
+    (msg: string) =>
+    (e: unknown): void => {
+      log.error({ err: e instanceof Error ? e.message : String(e) }, msg);
+    };
 
   const refresh = new Serial(async () => {
     if (stopping) return;
@@ -161,7 +175,7 @@ export async function startDevicePlugins(deps: DevicePluginDeps): Promise<Device
       await p.stop();
     }
     if (added) check.request();
-  });
+  }, logFailure('device refresh failed'));
 
   const check = new Serial(async () => {
     if (stopping) return;
@@ -193,7 +207,7 @@ export async function startDevicePlugins(deps: DevicePluginDeps): Promise<Device
         );
       }
     }
-  });
+  }, logFailure('kubelet check failed'));
 
   const unsubscribe = deps.source.subscribe(() => {
     refresh.request();
