@@ -24,7 +24,8 @@ const list = (): string =>
     .map((d) => `${d.ID} ${d.health} numa=${d.topology?.nodes.map((n) => n.ID).join(',') ?? '-'}`)
     .join('  ');
 try {
-  void r.agent.claim(gpus, { withGroup: true, force: false });
+  // The claim completes as simulated time passes (paced modprobe).
+  const claiming = r.agent.claim(gpus, { withGroup: true, force: false });
   const dp = await r.startPlugins();
   await r.stepUntil(
     () => (dp.lastSent(L40S)?.devices ?? []).some((d) => d.health === 'Healthy'),
@@ -36,6 +37,7 @@ try {
       r.kubelet.view(L40S)?.devices.length === 4,
     'four healthy GPUs',
   );
+  await claiming;
   const reg = r.kubelet.view(L40S)?.reg;
   out(`registered: ${reg?.resourceName} at ${reg?.endpoint} (${reg?.version})`);
   out(`kubelet sees: ${list()}`);
