@@ -278,7 +278,8 @@ test('a VM asking for two devices of one resource gets exactly those two, in req
     assert.equal(dp.counters.get(E1000E, 'allocations'), 2);
 
     // Pod-resources tells which pod holds which address.
-    const uses = await listPodDevices(r.kubelet.podResourcesSocket, new Set([E1000E]));
+    const uses = await dp.podDevices();
+    assert.deepEqual(await listPodDevices(r.kubelet.podResourcesSocket, new Set([E1000E])), uses);
     assert.deepEqual(
       uses.map((u) => [u.address, u.pod]).sort(),
       [[NIC[3], VM.name], [NIC[1], VM.name], ...got.ids.map((id) => [id, vm2.name])].sort(),

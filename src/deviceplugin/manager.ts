@@ -2,6 +2,7 @@ import type { Clock } from '../host/clock.js';
 import type { Logger } from '../util/logger.js';
 import { DevicePluginCounters } from './counters.js';
 import type { PluginDirPort } from './plugin-dir.js';
+import { listPodDevices, type PodDeviceUse } from './pod-resources.js';
 import { ResourcePlugin, type PluginHost, type SentList } from './plugin.js';
 import { isExtendedResourceName } from './resource-name.js';
 import type { DeviceSource, PluginDevice } from './source.js';
@@ -33,6 +34,8 @@ export interface DevicePluginDeps {
   logger: Logger;
   counters?: DevicePluginCounters;
   options?: Partial<DevicePluginOptions>;
+  /** The kubelet's pod-resources socket, for podDevices(); none when absent. */
+  podResourcesSocket?: string;
 }
 
 export interface ResourceView {
@@ -53,6 +56,8 @@ export interface DevicePlugins {
   settled(): Promise<void>;
   /** Look again now (devices and the kubelet), as a change signal or a watch event would. */
   poke(): void;
+  /** Which pod holds which of our devices, from the kubelet's pod-resources API. */
+  podDevices(): Promise<PodDeviceUse[]>;
 }
 
 /** A serialized job: requests while it runs coalesce into one more run. */
@@ -255,6 +260,10 @@ export async function startDevicePlugins(deps: DevicePluginDeps): Promise<Device
         await refresh.idle();
         await check.idle();
       }
+    },
+    podDevices: async () => {
+      if (deps.podResourcesSocket === undefined) return [];
+      return listPodDevices(deps.podResourcesSocket, new Set(plugins.keys()));
     },
     poke: () => {
       refresh.request();
