@@ -181,6 +181,48 @@ test('the kubelet starting after the plugins (boot race): they serve, wait, and 
   }
 });
 
+test('a refused Register is counted and retried on the next poll until it succeeds', async () => {
+  const r = await dpRig(labTopology());
+  try {
+    await r.agent.claim([NIC[0]!], { withGroup: false, force: false });
+    r.kubelet.rejectRegistrations = 2;
+    // Without the watch (our own socket's creation would trigger an early retry).
+    const dp = await r.startPlugins({ watch: false });
+    assert.equal(dp.counters.get(E1000E, 'registration_failures'), 1);
+    const ms = await r.stepUntil(() => dp.resources()[0]?.registered === true, 5_000, 100);
+    assert.equal(dp.counters.get(E1000E, 'registration_failures'), 2);
+    assert.equal(dp.counters.get(E1000E, 'registrations'), 1);
+    assert.ok(ms <= 1_000, `registered ${ms} simulated ms later (two 500 ms polls)`);
+    await r.kubelet.waitFor(() => r.kubelet.view(E1000E)?.devices.length === 1, 'the list');
+  } finally {
+    await r.close();
+  }
+});
+
+test('a claimed device unbound from vfio-pci behind the agent (drift) turns Unhealthy within 1 s, Healthy once re-bound', async () => {
+  const r = await dpRig(labTopology());
+  try {
+    await r.agent.claim(NIC.slice(0, 2), { withGroup: false, force: false });
+    const dp = await r.startPlugins();
+    const health = (a: string): string | undefined =>
+      dp.lastSent(E1000E)?.devices.find((d) => d.ID === a)?.health;
+    await r.stepUntil(() => health(NIC[0]!) === 'Healthy', 2_000);
+    await r.kernel.port().unbindDevice(NIC[0]!);
+    const ms = await r.stepUntil(() => health(NIC[0]!) === 'Unhealthy', 5_000);
+    assert.equal(health(NIC[0]!), 'Unhealthy');
+    assert.equal(health(NIC[1]!), 'Healthy', 'the other device is untouched');
+    assert.ok(ms <= 1_000, `Unhealthy ${ms} simulated ms after the unbind`);
+    await r.stepUntil(() => health(NIC[0]!) === 'Healthy', 10_000);
+    assert.equal(r.kernel.driverOf(NIC[0]!), 'vfio-pci');
+    await r.kubelet.waitFor(
+      () => allHealth(r.kubelet.view(E1000E)?.devices, 'Healthy'),
+      'Healthy on the stream',
+    );
+  } finally {
+    await r.close();
+  }
+});
+
 test('kubelet restart seen by the poll alone (no watch): re-registered within 1 s of simulated time', async (t) => {
   const r = await dpRig(labTopology());
   try {
@@ -236,7 +278,8 @@ test('a VM asking for two devices of one resource gets exactly those two, in req
     assert.equal(dp.counters.get(E1000E, 'allocations'), 2);
 
     // Pod-resources tells which pod holds which address.
-    const uses = await listPodDevices(r.kubelet.podResourcesSocket, new Set([E1000E]));
+    const uses = await dp.podDevices();
+    assert.deepEqual(await listPodDevices(r.kubelet.podResourcesSocket, new Set([E1000E])), uses);
     assert.deepEqual(
       uses.map((u) => [u.address, u.pod]).sort(),
       [[NIC[3], VM.name], [NIC[1], VM.name], ...got.ids.map((id) => [id, vm2.name])].sort(),
@@ -386,10 +429,12 @@ test('a resource is served only while it has claimed devices: none before the cl
   }
 });
 
-test('per-device resource names: one plugin per device, each registered', async () => {
-  const r = await dpRig(labTopology(), { source: { perDeviceNode: 'node1' } });
+test('per-device resource names: one plugin per chosen device, each registered; the others pooled', async () => {
+  const r = await dpRig(labTopology(), {
+    source: { perDeviceNode: 'node1', perDevice: (a) => a !== NIC[2] },
+  });
   try {
-    await r.agent.claim(NIC.slice(0, 2), { withGroup: false, force: false });
+    await r.agent.claim(NIC.slice(0, 3), { withGroup: false, force: false });
     await r.startPlugins();
     const names = ['intel.com/node1-000001000', 'intel.com/node1-000002000'];
     await r.kubelet.waitFor(
@@ -397,6 +442,8 @@ test('per-device resource names: one plugin per device, each registered', async 
       'two per-device resources',
     );
     assert.equal(r.kubelet.view(names[1]!)?.devices[0]?.ID, NIC[1]);
+    await r.kubelet.waitFor(() => r.kubelet.view(E1000E)?.devices.length === 1, 'pooled one');
+    assert.equal(r.kubelet.view(E1000E)?.devices[0]?.ID, NIC[2]);
     const res = await r.kubelet.allocateIds(names[0]!, [NIC[0]!]);
     assert.deepEqual(res.envs, { 'PCI_RESOURCE_INTEL_COM_NODE1-000001000': NIC[0] });
   } finally {

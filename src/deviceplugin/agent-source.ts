@@ -17,6 +17,11 @@ export interface AgentSourceOptions {
   names?: PciIdNames;
   /** Per-device resource names `<vendor>/<node>-<address>` for this node, instead of pooled. */
   perDeviceNode?: string;
+  /**
+   * Which devices get per-device names when perDeviceNode is set (Harvester's per-claim
+   * `disableResourcePooling`); all of them when absent.
+   */
+  perDevice?: (address: PciAddress) => boolean;
   /** A name decided elsewhere wins (Kubernetes mode keeps an existing PCIDevice's name). */
   resourceNameOf?: (address: PciAddress) => string | undefined;
 }
@@ -75,7 +80,7 @@ export class AgentDeviceSource implements DeviceSource {
     const n = sysfsInt(numa);
     const resourceName =
       this.opts.resourceNameOf?.(address) ??
-      (this.opts.perDeviceNode !== undefined
+      (this.opts.perDeviceNode !== undefined && (this.opts.perDevice?.(address) ?? true)
         ? perDeviceResourceName(names.vendor(v), this.opts.perDeviceNode, address)
         : pooledResourceName(names.vendor(v), names.device(v, d), d));
     const f: Fixed = { resourceName, numaNode: n === null || n < 0 ? null : n };

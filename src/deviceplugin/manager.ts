@@ -2,6 +2,7 @@ import type { Clock } from '../host/clock.js';
 import type { Logger } from '../util/logger.js';
 import { DevicePluginCounters } from './counters.js';
 import type { PluginDirPort } from './plugin-dir.js';
+import { listPodDevices, type PodDeviceUse } from './pod-resources.js';
 import { ResourcePlugin, type PluginHost, type SentList } from './plugin.js';
 import { isExtendedResourceName } from './resource-name.js';
 import type { DeviceSource, PluginDevice } from './source.js';
@@ -33,6 +34,8 @@ export interface DevicePluginDeps {
   logger: Logger;
   counters?: DevicePluginCounters;
   options?: Partial<DevicePluginOptions>;
+  /** The kubelet's pod-resources socket, for podDevices(); none when absent. */
+  podResourcesSocket?: string;
 }
 
 export interface ResourceView {
@@ -53,6 +56,8 @@ export interface DevicePlugins {
   settled(): Promise<void>;
   /** Look again now (devices and the kubelet), as a change signal or a watch event would. */
   poke(): void;
+  /** Which pod holds which of our devices, from the kubelet's pod-resources API. */
+  podDevices(): Promise<PodDeviceUse[]>;
 }
 
 /** A serialized job: requests while it runs coalesce into one more run. */
@@ -60,7 +65,10 @@ class Serial {
   private running: Promise<void> | null = null;
   private again = false;
 
-  constructor(private readonly job: () => Promise<void>) {}
+  constructor(
+    private readonly job: () => Promise<void>,
+    private readonly onError: (e: unknown) => void,
+  ) {}
 
   request(): void {
     this.again = true;
@@ -68,7 +76,12 @@ class Serial {
     this.running = (async () => {
       while (this.again) {
         this.again = false;
-        await this.job();
+        try {
+          await this.job();
+        } catch (e) {
+          // Nobody awaits this loop: an escaped error would be an unhandled rejection.
+          this.onError(e);
+        }
       }
     })().finally(() => {
       this.running = null;
@@ -97,6 +110,12 @@ export async function startDevicePlugins(deps: DevicePluginDeps): Promise<Device
   let stopping = false;
   // A function, so the check is re-read after each await.
   const halted = (): boolean => stopping;
+
+  const logFailure =
+    (msg: string) =>
+    (e: unknown): void => {
+      log.error({ err: e instanceof Error ? e.message : String(e) }, msg);
+    };
 
   const refresh = new Serial(async () => {
     if (stopping) return;
@@ -161,7 +180,7 @@ export async function startDevicePlugins(deps: DevicePluginDeps): Promise<Device
       await p.stop();
     }
     if (added) check.request();
-  });
+  }, logFailure('device refresh failed'));
 
   const check = new Serial(async () => {
     if (stopping) return;
@@ -193,7 +212,7 @@ export async function startDevicePlugins(deps: DevicePluginDeps): Promise<Device
         );
       }
     }
-  });
+  }, logFailure('kubelet check failed'));
 
   const unsubscribe = deps.source.subscribe(() => {
     refresh.request();
@@ -241,6 +260,10 @@ export async function startDevicePlugins(deps: DevicePluginDeps): Promise<Device
         await refresh.idle();
         await check.idle();
       }
+    },
+    podDevices: async () => {
+      if (deps.podResourcesSocket === undefined) return [];
+      return listPodDevices(deps.podResourcesSocket, new Set(plugins.keys()));
     },
     poke: () => {
       refresh.request();

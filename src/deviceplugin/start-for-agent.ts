@@ -5,7 +5,7 @@ import type { Logger } from '../util/logger.js';
 import { AgentDeviceSource, type AgentView } from './agent-source.js';
 import { startDevicePlugins, type DevicePluginOptions, type DevicePlugins } from './manager.js';
 import { FsPluginDir } from './plugin-dir.js';
-import { DEFAULT_PLUGIN_DIR } from './proto.js';
+import { DEFAULT_PLUGIN_DIR, DEFAULT_POD_RESOURCES_SOCKET } from './proto.js';
 
 export interface AgentDevicePluginDeps {
   agent: AgentView;
@@ -15,6 +15,8 @@ export interface AgentDevicePluginDeps {
   names?: PciIdNames;
   /** The kubelet's device-plugin folder (default /var/lib/kubelet/device-plugins). */
   dir?: string;
+  /** The kubelet's pod-resources socket (default /var/lib/kubelet/pod-resources/kubelet.sock). */
+  podResourcesSocket?: string;
   /** Per-device resource names for this node instead of pooled ones. */
   perDeviceNode?: string;
   options?: Partial<DevicePluginOptions>;
@@ -36,6 +38,7 @@ export function startAgentDevicePlugins(d: AgentDevicePluginDeps): Promise<Devic
     dir: new FsPluginDir(d.dir ?? DEFAULT_PLUGIN_DIR),
     clock: d.clock,
     logger: d.logger,
+    podResourcesSocket: d.podResourcesSocket ?? DEFAULT_POD_RESOURCES_SOCKET,
     ...(d.options ? { options: d.options } : {}),
   });
 }

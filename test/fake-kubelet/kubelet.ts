@@ -86,6 +86,8 @@ export class FakeKubelet {
   }[] = [];
   readonly preStarts: { resourceName: string; ids: string[] }[] = [];
   instance = 0;
+  /** Refuse this many Register calls (as a kubelet still starting up may). */
+  rejectRegistrations = 0;
   private server: grpc.Server | null = null;
   private podServer: grpc.Server | null = null;
   private endpoints = new Map<string, Endpoint>();
@@ -185,6 +187,10 @@ export class FakeKubelet {
   }
 
   private async register(req: RegisterRequest, instance: number): Promise<void> {
+    if (this.rejectRegistrations > 0) {
+      this.rejectRegistrations--;
+      throw new Error('device manager not ready');
+    }
     if (req.version !== 'v1beta1') throw new Error(`unsupported version ${req.version}`);
     if (!extendedName(req.resource_name))
       throw new Error(`invalid extended resource name ${req.resource_name}`);

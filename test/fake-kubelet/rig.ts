@@ -108,6 +108,7 @@ export async function dpRig(topo: Topology, o: DpRigOptions = {}): Promise<DpRig
         dir: port,
         clock,
         logger: silentLogger(),
+        podResourcesSocket: kubelet.podResourcesSocket,
         ...(so.options ? { options: so.options } : {}),
       });
       return r.plugins;
