@@ -6,12 +6,13 @@ import {
   STATE_FORMAT,
   StateSchema,
   type ClaimSpec,
+  type DeviceIdentity,
   type LedgerEntry,
   type State,
 } from '../schema/state.js';
 
 export { STATE_FORMAT };
-export type { ClaimSpec, LedgerEntry, State };
+export type { ClaimSpec, DeviceIdentity, LedgerEntry, State };
 
 export function emptyState(): State {
   return { format: STATE_FORMAT, generation: 0, claims: {}, ledger: {} };
