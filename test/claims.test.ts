@@ -294,7 +294,7 @@ test('history: append-only JSON lines, rotated past the size limit, a torn line 
   const { FileHistory } = await import('../src/state/file-history.js');
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pt-hist-'));
   try {
-    const h = new FileHistory(dir, 400, 2);
+    const h = new FileHistory(dir, { maxBytes: 400, keep: 2 });
     for (let i = 0; i < 20; i++) await h.append({ type: 'claim.removed', at: i, address: A });
     const files = (await fs.readdir(dir)).sort();
     assert.deepEqual(files, ['history.jsonl', 'history.jsonl.1', 'history.jsonl.2']);

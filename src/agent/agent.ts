@@ -57,7 +57,7 @@ export interface ReleaseOutcome {
 export interface AgentStatus {
   host: string;
   /** `starting` until the first reconcile of every claim has finished. */
-  phase: 'starting' | 'running';
+  phase: 'starting' | 'running' | 'stopping';
   claims: ClaimStatus[];
   keeper: KeeperStatus & { recoveries: Recovery[]; losses: number };
   ledger: LedgerStatus[];

@@ -10,8 +10,9 @@ import { acquireStateLock } from '../state/file-lock.js';
 import { FileStore } from '../state/file-store.js';
 import type { Logger } from '../util/logger.js';
 import { Agent } from './agent.js';
-import { handleRequest } from './routes.js';
-import { requestAgent, startControlServer } from './socket-server.js';
+import { AgentLifecycle } from './routes.js';
+import { requestAgent } from './socket-client.js';
+import { buildApiServer } from './socket-server.js';
 
 /**
  * How a passthru process builds and serves its agent on a state folder: the production
@@ -33,61 +34,82 @@ export interface AgentProcessDeps {
   keeper?: Partial<KeeperOptions> | undefined;
 }
 
+/** The FileHistory behind each agent, for its write failures in status. */
+const histories = new WeakMap<Agent, FileHistory>();
+
 function lock(d: AgentProcessDeps): () => void {
   return acquireStateLock(d.stateDir, d.lockDir !== undefined ? { lockDir: d.lockDir } : {});
 }
 
 /**
  * The agent on its file stores (state.json, history.jsonl). With `exclusive` (a direct-mode
- * claim or release) the state lock is taken first and held until the process exits.
+ * claim or release) the state lock is taken first and held until the process exits, which for
+ * a one-shot command is the end of that command.
  */
 export function composeAgent(d: AgentProcessDeps, exclusive: boolean): Agent {
   if (exclusive) lock(d);
-  return new Agent({
+  const history = new FileHistory(d.stateDir, { logger: d.logger });
+  const agent = new Agent({
     host: d.host,
     store: new FileStore(d.stateDir),
-    history: new FileHistory(d.stateDir),
+    history,
     clock: d.clock,
     logger: d.logger,
     names: d.names,
     ...(d.engine ? { engine: d.engine } : {}),
     ...(d.keeper ? { keeper: d.keeper } : {}),
   });
+  histories.set(agent, history);
+  return agent;
 }
 
 /**
  * `passthru agent`: refuses when another agent answers on the socket, takes the state lock for
- * the process's lifetime, starts the agent (loads the store, re-applies every claim), opens the
- * control socket and runs until SIGTERM/SIGINT.
+ * the process's lifetime, opens the control socket (status says `starting`), starts the agent
+ * (loads the store, re-applies every claim) and runs until SIGTERM/SIGINT.
  */
 export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<void> {
   const ac = new AbortController();
+  const lifecycle = new AgentLifecycle();
   const stop = (): void => {
     d.logger.info('stopping');
+    lifecycle.stopping();
     ac.abort();
   };
   // Before touching anything: a second agent would fight the first over the same devices.
-  if ((await requestAgent(d.socket, 'GET', '/v1/status')) !== null) {
+  if ((await requestAgent(d.socket, 'GET', '/v1/health')) !== null) {
     throw new PtError('PT_ERR_INVALID_ARGUMENT', `an agent is already running on ${d.socket}`);
   }
   const unlock = lock(d);
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
   try {
-    await agent.start({ loadModules: true });
-    const server = await startControlServer(
-      d.socket,
-      (m, u, b) => handleRequest(agent, d.sim, m, u, b),
-      d.logger,
-    );
-    d.logger.info(
-      { host: d.host.description, stateDir: d.stateDir, socket: d.socket },
-      'agent running',
-    );
+    const history = histories.get(agent);
+    const api = await buildApiServer({
+      agent,
+      sim: d.sim,
+      lifecycle,
+      logger: d.logger,
+      ...(history ? { history } : {}),
+    });
+    // The socket opens before the first reconcile: status answers `starting` meanwhile, and
+    // CLI calls reach the agent instead of falling back to direct mode and its lock.
+    await api.listenUnix(d.socket);
     try {
+      try {
+        await agent.start({ loadModules: true });
+      } catch (e) {
+        lifecycle.failed(e);
+        throw e;
+      }
+      if (lifecycle.phase === 'starting') lifecycle.running();
+      d.logger.info(
+        { host: d.host.description, stateDir: d.stateDir, socket: d.socket },
+        'agent running',
+      );
       await agent.run(ac.signal);
     } finally {
-      await server.close();
+      await api.close();
     }
   } finally {
     process.off('SIGTERM', stop);

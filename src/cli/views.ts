@@ -2,7 +2,7 @@ import { PtError } from '../errors.js';
 import type { HostUses } from '../host/port.js';
 import { groupViability, claimGuards } from '../pci/guards.js';
 import type { Inventory, PciFunction } from '../pci/model.js';
-import { table } from './table.js';
+import { printable, table } from './table.js';
 
 /** The `passthru list --json` object: stable field names, documented in docs/cli.md. */
 export function deviceJson(d: PciFunction): Record<string, unknown> {
@@ -166,5 +166,5 @@ export function groupsText(views: GroupView[]): string {
     }
     out.push('');
   }
-  return out.join('\n');
+  return out.map(printable).join('\n');
 }

@@ -102,8 +102,13 @@ function startAgent(extra: string[] = [], logName = 'agent.log'): ChildProcess {
 async function waitForAgent(): Promise<void> {
   const ok = await waitFor(() => fs.existsSync(SOCKET), 30_000, 50);
   expect(ok !== null, 'agent control socket appeared');
-  // The socket exists once the agent has re-applied its claims and listens.
-  await sleep(50);
+  // The socket opens before the first reconcile; `running` once the claims are re-applied.
+  const running = await waitFor(
+    () => (JSON.parse(cli(['status', '--json']).out) as { phase?: string }).phase === 'running',
+    30_000,
+    50,
+  );
+  expect(running !== null, 'agent finished starting');
 }
 interface Status {
   claims: { address: string; state: string }[];

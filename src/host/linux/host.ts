@@ -106,23 +106,22 @@ export class LinuxHost implements HostPort {
     const driver = r.readLinkBase(this.dev(addr, 'driver'));
     const group = r.readLinkBase(this.dev(addr, 'iommu_group'));
     const physfn = r.readLinkBase(this.dev(addr, 'physfn'));
-    const entries = r.readdir(this.dev(addr));
-    const virtfns = entries
+    const virtfns = r
+      .readdir(this.dev(addr))
       .filter((e) => /^virtfn\d+$/.test(e))
       .sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)))
       .map((v) => r.readLinkBase(this.dev(addr, v)))
       .filter((t): t is PciAddress => t !== null && isPciAddress(t));
     const real = r.realpath(this.dev(addr));
     const parentName = real === null ? null : path.basename(path.dirname(real));
+    const vfioDev = r.readdir(this.dev(addr, 'vfio-dev')).find((n) => /^vfio\d+$/.test(n)) ?? null;
     return Promise.resolve({
       driver,
       iommuGroup: group !== null && /^\d+$/.test(group) ? Number(group) : null,
       physfn: physfn !== null && isPciAddress(physfn) ? physfn : null,
       virtfns,
       parent: parentName !== null && isPciAddress(parentName) ? parentName : null,
-      vfioDev: entries.includes('vfio-dev')
-        ? (r.readdir(this.dev(addr, 'vfio-dev')).find((n) => /^vfio\d+$/.test(n)) ?? null)
-        : null,
+      vfioDev,
     });
   }
 

@@ -68,8 +68,6 @@ export class SimKernel {
   private readonly modules: SimModules;
   private readonly blockedUnbinds = new Set<PciAddress>();
   private pendingReleases: PendingRelease[] = [];
-  /** vfio cdev minors (/dev/vfio/devices/vfioN) of devices on vfio-pci, on 6.6+ kernels. */
-  private readonly cdevs = new Map<PciAddress, number>();
 
   constructor(
     topology: Topology,
@@ -78,6 +76,10 @@ export class SimKernel {
   ) {
     this.timing = options.timing ?? {};
     this.s = stateFromTopology(topology);
+    for (const d of [...this.s.devices.values()].sort((a, b) =>
+      compareAddresses(a.address, b.address),
+    ))
+      if (d.driver === VFIO_DRIVER && this.hasDeviceCdev()) d.cdev = this.freeCdevMinor();
     this.clock = clock;
     this.name = this.s.name;
     this.uevents = new SimUevents(clock, this.timing.ueventMs ?? 0);
@@ -93,25 +95,6 @@ export class SimKernel {
       },
       matches: (d, drv) => this.matches(d, drv),
     });
-    for (const d of [...this.s.devices.values()].sort((a, b) =>
-      compareAddresses(a.address, b.address),
-    ))
-      if (d.driver === VFIO_DRIVER) this.assignCdev(d);
-  }
-
-  /** VFIO_DEVICE_CDEV arrived in 6.6; Debian's 6.1 has no vfio-dev folder. */
-  private hasDeviceCdev(): boolean {
-    const m = /^(\d+)\.(\d+)/.exec(this.s.release);
-    return m !== null && (Number(m[1]) > 6 || (Number(m[1]) === 6 && Number(m[2]) >= 6));
-  }
-
-  /** The kernel hands out the lowest free minor (an IDA), so numbers are reused. */
-  private assignCdev(d: SimDevice): void {
-    if (!this.hasDeviceCdev()) return;
-    const used = new Set(this.cdevs.values());
-    let n = 0;
-    while (used.has(n)) n++;
-    this.cdevs.set(d.address, n);
   }
 
   /** A HostPort onto this kernel. Each call gives a fresh handle (a fresh "process"). */
@@ -339,7 +322,6 @@ export class SimKernel {
         parent: null,
         vfioDev: null,
       };
-    const cdev = this.cdevs.get(addr);
     return {
       // The kernel removes the driver link before the driver's remove runs (and waits).
       driver: d.unbinding ? null : d.driver,
@@ -347,7 +329,7 @@ export class SimKernel {
       physfn: d.physfn,
       virtfns: [...d.virtfns],
       parent: d.parent,
-      vfioDev: cdev === undefined ? null : `vfio${cdev}`,
+      vfioDev: d.cdev === null ? null : `vfio${String(d.cdev)}`,
     };
   }
 
@@ -471,7 +453,7 @@ export class SimKernel {
 
   private attach(d: SimDevice, drv: SimDriver): void {
     d.driver = drv.name;
-    if (drv.name === VFIO_DRIVER) this.assignCdev(d);
+    if (drv.name === VFIO_DRIVER && this.hasDeviceCdev()) d.cdev = this.freeCdevMinor();
     this.uevents.emit({
       action: 'bind',
       devpath: this.devpath(d),
@@ -481,11 +463,26 @@ export class SimKernel {
     });
   }
 
+  /** VFIO_DEVICE_CDEV arrived in 6.6; Debian's 6.1 creates no /dev/vfio/devices nodes. */
+  private hasDeviceCdev(): boolean {
+    const m = /^(\d+)\.(\d+)/.exec(this.s.release);
+    return m !== null && (Number(m[1]) > 6 || (Number(m[1]) === 6 && Number(m[2]) >= 6));
+  }
+
+  /** The kernel hands out the lowest free minor (an IDA), so numbers are reused. */
+  private freeCdevMinor(): number {
+    const used = new Set<number>();
+    for (const d of this.s.devices.values()) if (d.cdev !== null) used.add(d.cdev);
+    let n = 0;
+    while (used.has(n)) n++;
+    return n;
+  }
+
   private detach(d: SimDevice): void {
     const drv = d.driver;
     d.driver = null;
+    d.cdev = null;
     d.unbinding = false;
-    this.cdevs.delete(d.address);
     this.uevents.emit({
       action: 'unbind',
       devpath: this.devpath(d),
@@ -607,6 +604,7 @@ export class SimKernel {
         physfn: pf.address,
         virtfns: [],
         openCount: 0,
+        cdev: null,
       };
       this.s.devices.set(addr, vf);
       pf.virtfns.push(addr);
@@ -652,6 +650,7 @@ export class SimKernel {
         unbinding: false,
         override: null,
         openCount: 0,
+        cdev: null,
         virtfns: [],
         sriov: d.sriov ? { ...d.sriov, num: 0 } : null,
       });
