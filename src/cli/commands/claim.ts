@@ -16,7 +16,7 @@ export function addClaimCommand(program: Command, ctx: CommandContext, aenv: Age
     .option('--with-group', 'also claim the other endpoints of the IOMMU group')
     .option(
       '--force',
-      'claim even devices the host needs (root disk, default-route NIC, boot VGA, bridges)',
+      'claim even devices the host needs (mounted disk, swap, NIC with an address, boot VGA, platform function) or that an untraced mount may use; never bridges',
     )
     .option(
       '--accept-change',
