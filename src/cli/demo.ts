@@ -7,7 +7,7 @@ import { runDoctor } from '../doctor/doctor.js';
 import { parsePciAddress } from '../pci/address.js';
 import { discover } from '../pci/discovery.js';
 import type { PciIdNames } from '../pci/pciids.js';
-import { claimsText, statusText } from './agent-commands.js';
+import { claimsText, statusText } from './render.js';
 import { listTable } from './views.js';
 
 export interface DemoDeps {

@@ -1,6 +1,6 @@
 import { PtError, errnoOf, isPtError, type ErrorCode } from '../errors.js';
 import type { Clock } from '../host/clock.js';
-import type { DeviceHolder, HostPort } from '../host/port.js';
+import { holderText, type DeviceHolder, type HostPort } from '../host/port.js';
 import type { PciAddress } from '../pci/address.js';
 import { VFIO_PCI } from '../pci/model.js';
 import type { LedgerEntry } from '../state/model.js';
@@ -116,8 +116,8 @@ function write(
   return deps.inflight.track(addr, op, fn);
 }
 
-function holderText(h: DeviceHolder[]): string {
-  return h.map((x) => `pid ${String(x.pid)} (${x.comm})`).join(', ');
+function holdersText(h: DeviceHolder[]): string {
+  return h.map(holderText).join(', ');
 }
 
 /**
@@ -129,7 +129,7 @@ async function refuseIfHeld(deps: ExecutorDeps, addr: PciAddress): Promise<void>
   if (links.driver !== VFIO_PCI) return;
   const holders = await deps.host.vfioHolders(addr, links.iommuGroup);
   if (holders.length > 0) {
-    throw new PtError('PT_ERR_DEVICE_IN_USE', `${addr} is in use by ${holderText(holders)}`, {
+    throw new PtError('PT_ERR_DEVICE_IN_USE', `${addr} is in use by ${holdersText(holders)}`, {
       details: { address: addr, holders },
     });
   }

@@ -46,7 +46,7 @@ const READY: ModuleHealth = { ready: true, recovering: false, reason: null };
 function obs(devices: PciFunction[], over: Partial<Observed> = {}): Observed {
   return {
     inv: makeInventory(devices),
-    uses: [],
+    uses: { uses: [], unknown: [], backing: [] },
     vfioNodes: new Set(
       devices.filter((d) => d.driver === 'vfio-pci').map((d) => d.iommuGroup ?? -1),
     ),
@@ -138,7 +138,7 @@ const rows: Row[] = [
     rule: 'a refused claim loads no module',
     observed: obs([dev(A, { classId: '010802', driver: 'nvme' })], {
       modules: { ready: false, recovering: false, reason: null },
-      uses: [{ address: A, use: 'root filesystem' }],
+      uses: { uses: [{ address: A, use: 'root filesystem' }], unknown: [], backing: [] },
     }),
     desired: desired([claim(A)]),
     actions: [],

@@ -1,4 +1,5 @@
 import type { PciAddress } from '../pci/address.js';
+import type { Logger } from '../util/logger.js';
 
 /**
  * Domain events. The core emits them; logs, history, metrics (and later Kubernetes Events)
@@ -102,8 +103,27 @@ export interface Recovery {
 
 export type Listener = (e: DomainEvent) => void;
 
+/** Subscriber failures, for status: each failing subscriber is logged once, then counted. */
+export interface BusHealth {
+  subscriberErrors: number;
+  lastError: string | null;
+}
+
+export interface EventBusOptions {
+  /**
+   * Called on the first failure of each subscriber (later ones are only counted, so a
+   * subscriber that fails on every event does not flood the log). Give it the logger.
+   */
+  onError?: (err: unknown, event: DomainEvent) => void;
+}
+
 export class EventBus {
   private listeners = new Set<Listener>();
+  private readonly reported = new WeakSet<Listener>();
+  private errors = 0;
+  private lastError: string | null = null;
+
+  constructor(private readonly opts: EventBusOptions = {}) {}
 
   subscribe(fn: Listener): () => void {
     this.listeners.add(fn);
@@ -114,9 +134,30 @@ export class EventBus {
     for (const fn of this.listeners) {
       try {
         fn(e);
-      } catch {
-        // A failing subscriber (a full disk under the history file) must not stop the core.
+      } catch (err) {
+        // A failing subscriber must not stop the core or the other subscribers; it is
+        // reported, never swallowed.
+        this.errors++;
+        this.lastError = `${e.type}: ${err instanceof Error ? err.message : String(err)}`;
+        if (!this.reported.has(fn)) {
+          this.reported.add(fn);
+          this.opts.onError?.(err, e);
+        }
       }
     }
   }
+
+  health(): BusHealth {
+    return { subscriberErrors: this.errors, lastError: this.lastError };
+  }
+}
+
+/** The usual onError: one error line per failing subscriber, with the event that failed. */
+export function logSubscriberErrors(log: Logger): (err: unknown, e: DomainEvent) => void {
+  return (err, e) => {
+    log.error(
+      { event: e.type, err: err instanceof Error ? err.message : String(err) },
+      'event subscriber failed (later failures of it are counted in status)',
+    );
+  };
 }

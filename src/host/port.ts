@@ -49,6 +49,11 @@ export interface DeviceLinks {
   virtfns: PciAddress[];
   /** The PCI function directly upstream (bridge or root port), or null at a root bus. */
   parent: PciAddress | null;
+  /**
+   * The vfio device cdev (`vfio3` for /dev/vfio/devices/vfio3) from `<dev>/vfio-dev/`, or
+   * null. Present only while bound to vfio-pci on kernels built with VFIO_DEVICE_CDEV (6.6+).
+   */
+  vfioDev: string | null;
 }
 
 export type ModuleState = 'live' | 'loading' | 'unloading' | 'builtin';
@@ -75,6 +80,40 @@ export interface ModuleAvailability {
 export interface HostUse {
   address: PciAddress;
   use: string;
+}
+
+/** What backs one mounted filesystem or swap area, as far as it could be traced. */
+export interface HostBacking {
+  /** The mount point, or `swap` for a swap area. */
+  target: string;
+  /** The mount source or swap file/device as the kernel lists it. */
+  source: string;
+  /** Filesystem type; `swap` for swap areas. */
+  fstype: string;
+  /** pseudo: backed by no device; traced: devices found; untraced: passthru cannot tell. */
+  status: 'pseudo' | 'traced' | 'untraced';
+  /** What was followed, top down: block devices (dm-0, md0, nvme0n1), interfaces, shares. */
+  via: string[];
+  devices: PciAddress[];
+  /** Why it could not be traced (status untraced). */
+  problem?: string;
+}
+
+/**
+ * Everything the host depends on. `unknown` lists what could not be traced or read: while it
+ * is not empty, nobody can tell which storage or network device is safe to take.
+ */
+export interface HostUses {
+  uses: HostUse[];
+  unknown: string[];
+  backing: HostBacking[];
+}
+
+/** Names a holder for people: "pid 4242 (qemu-system-x86)". */
+export function holderText(h: DeviceHolder): string {
+  return h.pid === null
+    ? 'a process not visible from here (the group node is busy)'
+    : `pid ${String(h.pid)} (${h.comm ?? '?'})`;
 }
 
 /** A process that holds a device through vfio: a VM, usually. */
@@ -169,7 +208,7 @@ export interface HostPort {
   loadModule(name: string): Promise<void>;
 
   kernelInfo(): Promise<KernelInfo>;
-  hostUses(): Promise<HostUse[]>;
+  hostUses(): Promise<HostUses>;
 
   /**
    * Subscribe to kernel uevents when a source exists. Returns a stop function, or null when
@@ -183,8 +222,8 @@ export function canonicalModuleName(name: string): string {
   return name.trim().replace(/-/g, '_');
 }
 
-const DRIVER_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
-const MODULE_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+export const DRIVER_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
+export const MODULE_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
 export function isValidDriverName(name: string): boolean {
   return DRIVER_NAME_RE.test(name) && name !== '.' && name !== '..';

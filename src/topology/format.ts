@@ -68,6 +68,11 @@ export interface Topology {
   drivers?: TopologyDriver[];
   devices: TopologyDevice[];
   hostUses?: { address: string; use: string }[];
+  /**
+   * What the simulated host could not trace ("cannot tell what backs /srv: ..."): storage and
+   * network claims are then refused unless forced, as on a real host.
+   */
+  hostUnknown?: string[];
 }
 
 function bad(msg: string): never {
@@ -129,5 +134,10 @@ export function validateTopology(raw: unknown): Topology {
   }
   if (raw.drivers !== undefined && !Array.isArray(raw.drivers)) bad('drivers must be an array');
   if (raw.modules !== undefined && !Array.isArray(raw.modules)) bad('modules must be an array');
+  if (
+    raw.hostUnknown !== undefined &&
+    !(Array.isArray(raw.hostUnknown) && raw.hostUnknown.every((u) => typeof u === 'string'))
+  )
+    bad('hostUnknown must be an array of strings');
   return raw as unknown as Topology;
 }

@@ -17,7 +17,10 @@ export const SCENARIOS = [
     name: 'multifunction',
     what: 'one function of a shared group refused naming the blocker; --with-group claims both',
   },
-  { name: 'host-critical', what: "the guest's own 9p root devices are refused" },
+  {
+    name: 'host-critical',
+    what: "the guest's own 9p root devices and a NIC that is up with an address are refused; doctor traces /",
+  },
   {
     name: 'driverctl',
     what: 'driverctl set-override and passthru claim leave the device in the same state',

@@ -1,4 +1,3 @@
-import * as fsSync from 'node:fs';
 import { constants as fsc } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
@@ -12,7 +11,7 @@ import {
   type DeviceHolder,
   type DeviceLinks,
   type HostPort,
-  type HostUse,
+  type HostUses,
   type KernelInfo,
   type ModuleAvailability,
   type ModuleStatus,
@@ -25,6 +24,7 @@ import { LinuxModules } from './modules.js';
 import { RootedFs } from './sysfs.js';
 import { monitorUevents } from './uevents.js';
 import { findVfioHolders } from './vfio-holders.js';
+import { readHostUses } from './host-uses.js';
 
 export interface LinuxHostOptions {
   /** Root prefix: '/' for the live host, or a directory holding a sysfs/procfs tree. */
@@ -38,8 +38,6 @@ export interface LinuxHostOptions {
   clock?: Clock;
   modprobeTimeoutMs?: number;
 }
-
-const PCI_ADDR_IN_PATH = /\b[0-9a-f]{4,5}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]\b/g;
 
 /**
  * Writes that can sleep on a held device run in a child process that can be abandoned
@@ -116,12 +114,14 @@ export class LinuxHost implements HostPort {
       .filter((t): t is PciAddress => t !== null && isPciAddress(t));
     const real = r.realpath(this.dev(addr));
     const parentName = real === null ? null : path.basename(path.dirname(real));
+    const vfioDev = r.readdir(this.dev(addr, 'vfio-dev')).find((n) => /^vfio\d+$/.test(n)) ?? null;
     return Promise.resolve({
       driver,
       iommuGroup: group !== null && /^\d+$/.test(group) ? Number(group) : null,
       physfn: physfn !== null && isPciAddress(physfn) ? physfn : null,
       virtfns,
       parent: parentName !== null && isPciAddress(parentName) ? parentName : null,
+      vfioDev,
     });
   }
 
@@ -220,127 +220,14 @@ export class LinuxHost implements HostPort {
     };
   }
 
-  async hostUses(): Promise<HostUse[]> {
-    const uses: HostUse[] = [];
-    const add = (sysPath: string, use: string): void => {
-      for (const m of sysPath.matchAll(PCI_ADDR_IN_PATH)) {
-        if (isPciAddress(m[0])) uses.push({ address: m[0], use });
-      }
-    };
-    const mounts = (await readText(this.p('proc/mounts'))) ?? '';
-    for (const line of mounts.split('\n')) {
-      const [source, target, fstype] = line.split(' ');
-      if (source === undefined || target === undefined || fstype === undefined) continue;
-      const where = unescapeMount(target);
-      if (source.startsWith('/dev/')) {
-        for (const p of await this.blockDevicePaths(source))
-          add(p, `filesystem mounted at ${where}`);
-      } else if (fstype === '9p' || fstype === 'virtiofs') {
-        for (const p of await this.virtioTagPaths(source))
-          add(p, `${fstype} filesystem at ${where}`);
-      }
-    }
-    // A 9p or virtiofs share may back a mount this namespace cannot see (an overlay's lower
-    // layer after switch_root, a container's root): never treat such a device as free.
-    for (const v of await readdirOrEmpty(this.p('sys/bus/virtio/devices'))) {
-      const drv = await readLinkBase(this.p('sys/bus/virtio/devices', v, 'driver'));
-      if (drv !== '9pnet_virtio' && drv !== 'virtiofs') continue;
-      const tag = (
-        (await readText(this.p('sys/bus/virtio/devices', v, 'mount_tag'))) ?? '?'
-      ).replace(/\0+$/, '');
-      const real = await fs.realpath(this.p('sys/bus/virtio/devices', v)).catch(() => null);
-      if (real !== null)
-        add(
-          real,
-          `${drv === 'virtiofs' ? 'virtiofs' : '9p'} share "${tag}" (may back a mounted filesystem)`,
-        );
-    }
-    const swaps = (await readText(this.p('proc/swaps'))) ?? '';
-    for (const line of swaps.split('\n').slice(1)) {
-      const file = line.split(/\s+/)[0];
-      if (file?.startsWith('/dev/')) {
-        for (const p of await this.blockDevicePaths(file)) add(p, `swap on ${file}`);
-      }
-    }
-    for (const iface of await this.defaultRouteIfaces()) {
-      for (const p of await this.netDevicePaths(iface, 0))
-        add(p, `network interface ${iface} carries the default route`);
-    }
-    return uses;
-  }
-
-  private async blockDevicePaths(devPath: string): Promise<string[]> {
-    let name = path.basename(devPath);
-    const real = await fs.realpath(this.p(devPath)).catch(() => null);
-    if (real !== null && real.startsWith(this.p('dev'))) name = path.basename(real);
-    return this.blockPaths(name, 0);
-  }
-
-  private async blockPaths(name: string, depth: number): Promise<string[]> {
-    if (depth > 8 || !/^[\w.-]+$/.test(name)) return [];
-    const real = await fs.realpath(this.p('sys/class/block', name)).catch(() => null);
-    if (real === null) return [];
-    const out = [real];
-    // device-mapper, md and partitions of them: follow the slaves down to real disks.
-    for (const base of [real, path.dirname(real)]) {
-      for (const s of await readdirOrEmpty(path.join(base, 'slaves'))) {
-        out.push(...(await this.blockPaths(s, depth + 1)));
-      }
-    }
-    return out;
-  }
-
-  private async virtioTagPaths(tag: string): Promise<string[]> {
-    const out: string[] = [];
-    for (const v of await readdirOrEmpty(this.p('sys/bus/virtio/devices'))) {
-      const t = await readText(this.p('sys/bus/virtio/devices', v, 'mount_tag'));
-      // mount_tag may carry a trailing NUL.
-      if (t !== null && t.replace(/\0+$/, '') === tag) {
-        const real = await fs.realpath(this.p('sys/bus/virtio/devices', v)).catch(() => null);
-        if (real !== null) out.push(real);
-      }
-    }
-    return out;
-  }
-
-  private async defaultRouteIfaces(): Promise<string[]> {
-    const ifaces = new Set<string>();
-    const v4 = (await readText(this.p('proc/net/route'))) ?? '';
-    for (const line of v4.split('\n').slice(1)) {
-      const f = line.split(/\s+/);
-      if (f[1] === '00000000' && f[7] === '00000000' && f[0]) ifaces.add(f[0]);
-    }
-    const v6 = (await readText(this.p('proc/net/ipv6_route'))) ?? '';
-    for (const line of v6.split('\n')) {
-      const f = line.trim().split(/\s+/);
-      if (f[0] === '0'.repeat(32) && f[1] === '00' && f[9] && f[9] !== 'lo') ifaces.add(f[9]);
-    }
-    return [...ifaces];
-  }
-
-  private async netDevicePaths(iface: string, depth: number): Promise<string[]> {
-    if (depth > 6 || !/^[\w.@:-]+$/.test(iface)) return [];
-    const base = this.p('sys/class/net', iface);
-    const dev = await fs.realpath(path.join(base, 'device')).catch(() => null);
-    if (dev !== null) return [dev];
-    // Bridges, bonds and VLANs: the devices underneath carry the traffic.
-    const out: string[] = [];
-    const lowers = (await readdirOrEmpty(base))
-      .filter((e) => e.startsWith('lower_'))
-      .map((e) => e.slice(6));
-    const ports = await readdirOrEmpty(path.join(base, 'brif'));
-    for (const l of [...lowers, ...ports]) out.push(...(await this.netDevicePaths(l, depth + 1)));
-    return out;
+  hostUses(): Promise<HostUses> {
+    return readHostUses(this.root);
   }
 
   watchUevents(onEvent: (e: Uevent) => void, onError: (e: Error) => void): (() => void) | null {
     if (!this.live || !this.useUevents) return null;
     return monitorUevents({ udevadmPath: this.udevadmPath, clock: this.clock }, onEvent, onError);
   }
-}
-
-function unescapeMount(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
 
 async function findExecutable(name: string): Promise<string | null> {
@@ -359,45 +246,4 @@ async function findExecutable(name: string): Promise<string | null> {
     }
   }
   return null;
-}
-
-// hostUses reads mounts, swaps and routes with these (synchronous: procfs answers from kernel
-// memory and none of these files takes device_lock).
-// Reads are synchronous on purpose: sysfs and procfs attributes come from kernel memory in
-// microseconds, and the thread-pool round trip of fs.promises made discovery 4x slower
-// (bench/discovery.ts). Writes stay asynchronous: an unbind can block in the kernel.
-function readText(p: string): Promise<string | null> {
-  try {
-    const t = fsSync.readFileSync(p, 'utf8');
-    return Promise.resolve(t.endsWith('\n') ? t.slice(0, -1) : t);
-  } catch (e) {
-    const code = errnoOf(e);
-    if (
-      code === 'ENOENT' ||
-      code === 'ENOTDIR' ||
-      code === 'EACCES' ||
-      code === 'EINVAL' ||
-      code === 'EIO' ||
-      code === 'ENODEV' ||
-      code === 'EISDIR'
-    )
-      return Promise.resolve(null);
-    return Promise.reject(e instanceof Error ? e : new Error(String(e)));
-  }
-}
-
-function readdirOrEmpty(p: string): Promise<string[]> {
-  try {
-    return Promise.resolve(fsSync.readdirSync(p));
-  } catch {
-    return Promise.resolve([]);
-  }
-}
-
-function readLinkBase(p: string): Promise<string | null> {
-  try {
-    return Promise.resolve(path.basename(fsSync.readlinkSync(p)));
-  } catch {
-    return Promise.resolve(null);
-  }
 }

@@ -7,7 +7,7 @@ import {
   type DeviceHolder,
   type DeviceLinks,
   type HostPort,
-  type HostUse,
+  type HostUses,
   type KernelInfo,
   type ModuleAvailability,
   type ModuleStatus,
@@ -122,7 +122,7 @@ export class SimHost implements HostPort {
   kernelInfo(): Promise<KernelInfo> {
     return this.run(() => this.k.kernelInfo());
   }
-  hostUses(): Promise<HostUse[]> {
+  hostUses(): Promise<HostUses> {
     return this.run(() => this.k.hostUses());
   }
   watchUevents(onEvent: (e: Uevent) => void): (() => void) | null {

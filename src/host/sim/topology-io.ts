@@ -19,6 +19,7 @@ export function stateFromTopology(topology: Topology): SimState {
     drivers: new Map(),
     modules: new Map(),
     uses: (topo.hostUses ?? []).map((u) => ({ address: parsePciAddress(u.address), use: u.use })),
+    usesUnknown: [...(topo.hostUnknown ?? [])],
   };
 
   for (const d of topo.devices) {
@@ -52,6 +53,7 @@ export function stateFromTopology(topology: Topology): SimState {
       physfn: d.physfn ? parsePciAddress(d.physfn) : null,
       virtfns: [],
       openCount: 0,
+      cdev: null,
     });
   }
   // VFs listed in the topology (a snapshot of a host with VFs enabled) link to their PF.
@@ -183,6 +185,7 @@ export function stateToTopology(s: SimState): Topology {
     devices,
     hostUses: s.uses,
   };
+  if (s.usesUnknown.length > 0) t.hostUnknown = [...s.usesUnknown];
   if (s.description !== undefined) t.description = s.description;
   return t;
 }
