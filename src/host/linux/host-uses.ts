@@ -276,7 +276,11 @@ class HostUseTracer {
       return t;
     }
     if (m.fstype === '9p' || m.fstype === 'virtiofs') {
-      const devs = this.virtioShares().filter((s) => s.tag === m.source);
+      const driver = m.fstype === '9p' ? '9pnet_virtio' : 'virtiofs';
+      const shares = this.virtioShares().filter((s) => s.driver === driver);
+      let devs = shares.filter((s) => s.tag === m.source);
+      // Before 6.9 virtiofs shows its tag nowhere in sysfs: any untagged share may be this one.
+      if (devs.length === 0) devs = shares.filter((s) => s.tag === '?');
       if (devs.length === 0) t.problems.push(`no virtio device carries the share "${m.source}"`);
       for (const s of devs) {
         t.via.push(`share "${s.tag}"`);
@@ -568,7 +572,7 @@ class HostUseTracer {
         for (const a of t.devices)
           this.uses.push({
             address: a,
-            use: `${kind} share "${s.tag}" (may back a mounted filesystem)`,
+            use: `${kind} share ${s.tag === '?' ? '(tag not in sysfs)' : `"${s.tag}"`} (may back a mounted filesystem)`,
           });
       }
     } catch (e) {
