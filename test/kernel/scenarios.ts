@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compareWithLspci, parseLspci, type ListEntry } from '../lspci.js';
+import { hostContract, vfioHoldFacts, vmHoldsDevice } from './host-scenarios.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const MAIN = path.join(repo, 'dist/src/main.js');
@@ -410,6 +411,9 @@ const scenarios: Record<string, () => Promise<void> | void> = {
   'host-critical': hostCritical,
   driverctl,
   'sriov-vf': sriovVf,
+  'host-contract': () => hostContract({ note, measured: report.measured }),
+  'vfio-hold-facts': () => vfioHoldFacts({ note, measured: report.measured }),
+  'vm-holds-device': () => vmHoldsDevice({ note, measured: report.measured }),
 };
 
 const name = process.argv[2] ?? '';
