@@ -13,6 +13,7 @@ export const errorCodes = {
   PT_ERR_DEVICE_IN_USE: { exit: 4, http: 409, retryable: true },
   PT_ERR_DEVICE_CHANGED: { exit: 4, http: 409, retryable: false },
   PT_ERR_HAS_VFS: { exit: 4, http: 409, retryable: false },
+  PT_ERR_DEVICE_NOT_READY: { exit: 4, http: 409, retryable: true },
   PT_ERR_MODULE_UNAVAILABLE: { exit: 5, http: 503, retryable: true },
   PT_ERR_BIND_FAILED: { exit: 5, http: 500, retryable: true },
   PT_ERR_RELEASE_FAILED: { exit: 5, http: 500, retryable: true },

@@ -98,3 +98,43 @@ test('the 9p root share is refused as host-critical', async () => {
   assert.equal(st?.code, 'PT_ERR_HOST_CRITICAL');
   assert.match(st.message ?? '', /9p filesystem at \//);
 });
+
+test('--with-group leaves a driverless host bridge in the group alone (AMD dummy host bridges): the GPU and its audio are bound', async () => {
+  const t = topology();
+  const GPU = parsePciAddress('0000:06:00.0');
+  const AUDIO = parsePciAddress('0000:06:00.1');
+  const DUMMY = parsePciAddress('0000:00:07.0');
+  t.drivers = [
+    ...(t.drivers ?? []),
+    { name: 'amdgpu', ids: ['1002:73bf'] },
+    { name: 'snd_hda_intel', ids: ['1002:ab28'] },
+  ];
+  t.devices.push(
+    { address: DUMMY, vendor: '1022', device: '1482', class: '060000', iommuGroup: 30 },
+    {
+      address: GPU,
+      vendor: '1002',
+      device: '73bf',
+      class: '030000',
+      driver: 'amdgpu',
+      iommuGroup: 30,
+    },
+    {
+      address: AUDIO,
+      vendor: '1002',
+      device: 'ab28',
+      class: '040300',
+      driver: 'snd_hda_intel',
+      iommuGroup: 30,
+    },
+  );
+  const r = await rig(t, { run: false });
+  const views = groupViews(await discover(r.kernel.port()), await r.kernel.port().hostUses());
+  assert.equal(views.find((v) => v.group === 30)?.claimable, true);
+  const [st] = await r.agent.claim([GPU], { withGroup: true, force: false });
+  assert.equal(st?.state, 'ready', st?.message);
+  assert.deepEqual(
+    [r.kernel.driverOf(GPU), r.kernel.driverOf(AUDIO), r.kernel.driverOf(DUMMY)],
+    ['vfio-pci', 'vfio-pci', null],
+  );
+});

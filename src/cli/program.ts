@@ -168,7 +168,7 @@ export function buildProgram(env: CliEnv): Command {
     .option('--json', 'print JSON')
     .action(async (o: { json?: boolean }, cmd: Command) => {
       const rt = await runtime(cmd);
-      const report = await runDoctor(rt.host);
+      const report = await runDoctor(rt.host, rt.names);
       if (o.json) {
         env.out(`${JSON.stringify(report, null, 2)}\n`);
       } else {

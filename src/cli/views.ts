@@ -1,6 +1,6 @@
 import { PtError } from '../errors.js';
 import type { HostUses } from '../host/port.js';
-import { groupViability, claimGuards } from '../pci/guards.js';
+import { bridgeKind, claimGuards, groupViability } from '../pci/guards.js';
 import type { Inventory, PciFunction } from '../pci/model.js';
 import { printable, table } from './table.js';
 
@@ -125,11 +125,11 @@ export function groupViews(inv: Inventory, uses: HostUses): GroupView[] {
           class: d.subclassName,
           ids: `${d.vendorId}:${d.deviceId}`,
           driver: d.driver,
-          bridge: d.isBridge,
+          bridge: bridgeKind(d) !== null,
           name: `${d.vendorName} ${d.deviceName}`,
         });
-        // Bridges are exempt members (never bound); a host bridge is listed, never offered.
-        const verdict = d.isBridge ? { hard: [], soft: [] } : claimGuards(d, uses);
+        // Bridges (host bridges too) are exempt members: never bound, not in the way.
+        const verdict = bridgeKind(d) !== null ? { hard: [], soft: [] } : claimGuards(d, uses);
         const reasons = [...verdict.hard, ...verdict.soft];
         if (reasons.length > 0) critical.push({ address: d.address, reasons });
       }

@@ -1,7 +1,7 @@
 import type { ErrorCode } from '../errors.js';
 import type { HostUses } from '../host/port.js';
 import { compareAddresses, type PciAddress } from '../pci/address.js';
-import { claimGuards } from '../pci/guards.js';
+import { bridgeKind, claimGuards } from '../pci/guards.js';
 import { PASSTHROUGH_DRIVERS, VFIO_PCI, type Inventory, type PciFunction } from '../pci/model.js';
 import type { ClaimSpec, DeviceIdentity, LedgerEntry } from '../state/model.js';
 
@@ -204,7 +204,7 @@ export function plan(obs: Observed, desired: Desired, now = 0): Plan {
     if (!c.withGroup || d?.iommuGroup == null) continue;
     for (const m of inv.groups.get(d.iommuGroup)?.members ?? []) {
       const md = inv.byAddress.get(m);
-      if (md && !md.isBridge) companions.add(m);
+      if (md && bridgeKind(md) === null) companions.add(m);
     }
   }
 
@@ -246,9 +246,9 @@ export function plan(obs: Observed, desired: Desired, now = 0): Plan {
     }
     const groupMembers = (inv.groups.get(d.iommuGroup)?.members ?? [c.address]).filter((m) => {
       const md = inv.byAddress.get(m);
-      return md !== undefined && !md.isBridge;
+      return md !== undefined && bridgeKind(md) === null;
     });
-    const members = c.withGroup && !d.isBridge ? groupMembers : [c.address];
+    const members = c.withGroup && bridgeKind(d) === null ? groupMembers : [c.address];
     for (const m of members) wanted.add(m);
 
     const refusal = guardRefusal(c, members, obs);

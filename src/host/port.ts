@@ -49,6 +49,11 @@ export interface DeviceLinks {
   virtfns: PciAddress[];
   /** The PCI function directly upstream (bridge or root port), or null at a root bus. */
   parent: PciAddress | null;
+  /**
+   * The vfio device cdev (`vfio3` for /dev/vfio/devices/vfio3) from `<dev>/vfio-dev/`, or
+   * null. Present only while bound to vfio-pci on kernels built with VFIO_DEVICE_CDEV (6.6+).
+   */
+  vfioDev: string | null;
 }
 
 export type ModuleState = 'live' | 'loading' | 'unloading' | 'builtin';

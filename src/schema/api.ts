@@ -16,11 +16,24 @@ export const ClaimBodySchema = Type.Object(
     addresses,
     withGroup: Type.Optional(Type.Boolean()),
     force: Type.Optional(Type.Boolean()),
+    /** Take the card that now sits at a claimed address (after a swap). */
+    acceptChange: Type.Optional(Type.Boolean()),
+    /** Who asks: recorded with the claim (the Kubernetes adapter writes its own). */
+    source: Type.Optional(Type.Union([Type.Literal('cli'), Type.Literal('api')])),
   },
   { additionalProperties: false },
 );
 
-export const ReleaseBodySchema = Type.Object({ addresses }, { additionalProperties: false });
+export const ReleaseBodySchema = Type.Object(
+  {
+    addresses,
+    /** Keep the release pending while a VM holds the device, instead of refusing. */
+    wait: Type.Optional(Type.Boolean()),
+    /** Give up restoring: drop the ledger entries, write nothing. */
+    abandon: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
 
 export const SimModuleBodySchema = Type.Object(
   { module: ModuleNameSchema },

@@ -13,14 +13,14 @@ let kills = 0;
 const failing: number[] = [];
 const t0 = performance.now();
 // SIGINT/SIGTERM end the run after the round in flight, with the counts so far.
-let stopping = false;
+const run = { stopping: false };
 const stop = (): void => {
-  stopping = true;
+  run.stopping = true;
 };
 process.once('SIGINT', stop);
 process.once('SIGTERM', stop);
 let done = 0;
-for (let seed = first; seed < first + rounds && !stopping; seed++) {
+for (let seed = first; seed < first + rounds && !run.stopping; seed++) {
   const r = await runRound(seed, opts);
   done++;
   kills += r.kills;

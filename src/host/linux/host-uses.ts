@@ -277,8 +277,13 @@ class HostUseTracer {
     return this.traceBlockDev(`${m.major}:${m.minor}`, visiting);
   }
 
+  /**
+   * The function that owns a device is the last PCI address in its sysfs path; the ports above
+   * it are bridges, which no claim may take anyway.
+   */
   private addPci(t: Trace, sysPath: string): void {
-    for (const x of sysPath.matchAll(PCI_ADDR_IN_PATH)) if (isPciAddress(x[0])) t.devices.add(x[0]);
+    const last = [...sysPath.matchAll(PCI_ADDR_IN_PATH)].pop()?.[0];
+    if (last !== undefined && isPciAddress(last)) t.devices.add(last);
   }
 
   private traceBlockDev(majMin: string, visiting: Set<number>): Trace {

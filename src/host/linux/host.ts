@@ -114,12 +114,14 @@ export class LinuxHost implements HostPort {
       .filter((t): t is PciAddress => t !== null && isPciAddress(t));
     const real = r.realpath(this.dev(addr));
     const parentName = real === null ? null : path.basename(path.dirname(real));
+    const vfioDev = r.readdir(this.dev(addr, 'vfio-dev')).find((n) => /^vfio\d+$/.test(n)) ?? null;
     return Promise.resolve({
       driver,
       iommuGroup: group !== null && /^\d+$/.test(group) ? Number(group) : null,
       physfn: physfn !== null && isPciAddress(physfn) ? physfn : null,
       virtfns,
       parent: parentName !== null && isPciAddress(parentName) ? parentName : null,
+      vfioDev,
     });
   }
 

@@ -165,15 +165,19 @@ export class LinuxModules {
   }
 
   private modprobeBlock(name: string): string | undefined {
+    let blacklisted: string | undefined;
     for (const d of MODPROBE_DIRS) {
       for (const f of this.fs.readdir(this.fs.p(d)).sort()) {
         if (!f.endsWith('.conf')) continue;
         const text = this.fs.readText(this.fs.p(d, f)) ?? '';
-        const hit = parseModprobeConf(text).find((b) => b.module === name);
-        if (hit) return `${hit.kind === 'blacklist' ? 'blacklisted' : hit.detail} in /${d}/${f}`;
+        for (const hit of parseModprobeConf(text).filter((b) => b.module === name)) {
+          // An install line stops every load; a blacklist only alias loads: report the worse.
+          if (hit.kind === 'install') return `${hit.detail} in /${d}/${f}`;
+          blacklisted ??= `blacklisted in /${d}/${f}`;
+        }
       }
     }
-    return undefined;
+    return blacklisted;
   }
 
   async load(raw: string): Promise<void> {

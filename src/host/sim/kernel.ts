@@ -76,6 +76,10 @@ export class SimKernel {
   ) {
     this.timing = options.timing ?? {};
     this.s = stateFromTopology(topology);
+    for (const d of [...this.s.devices.values()].sort((a, b) =>
+      compareAddresses(a.address, b.address),
+    ))
+      if (d.driver === VFIO_DRIVER && this.hasDeviceCdev()) d.cdev = this.freeCdevMinor();
     this.clock = clock;
     this.name = this.s.name;
     this.uevents = new SimUevents(clock, this.timing.ueventMs ?? 0);
@@ -309,7 +313,15 @@ export class SimKernel {
 
   links(addr: PciAddress): DeviceLinks {
     const d = this.s.devices.get(addr);
-    if (!d) return { driver: null, iommuGroup: null, physfn: null, virtfns: [], parent: null };
+    if (!d)
+      return {
+        driver: null,
+        iommuGroup: null,
+        physfn: null,
+        virtfns: [],
+        parent: null,
+        vfioDev: null,
+      };
     return {
       // The kernel removes the driver link before the driver's remove runs (and waits).
       driver: d.unbinding ? null : d.driver,
@@ -317,6 +329,7 @@ export class SimKernel {
       physfn: d.physfn,
       virtfns: [...d.virtfns],
       parent: d.parent,
+      vfioDev: d.cdev === null ? null : `vfio${String(d.cdev)}`,
     };
   }
 
@@ -440,6 +453,7 @@ export class SimKernel {
 
   private attach(d: SimDevice, drv: SimDriver): void {
     d.driver = drv.name;
+    if (drv.name === VFIO_DRIVER && this.hasDeviceCdev()) d.cdev = this.freeCdevMinor();
     this.uevents.emit({
       action: 'bind',
       devpath: this.devpath(d),
@@ -449,9 +463,25 @@ export class SimKernel {
     });
   }
 
+  /** VFIO_DEVICE_CDEV arrived in 6.6; Debian's 6.1 creates no /dev/vfio/devices nodes. */
+  private hasDeviceCdev(): boolean {
+    const m = /^(\d+)\.(\d+)/.exec(this.s.release);
+    return m !== null && (Number(m[1]) > 6 || (Number(m[1]) === 6 && Number(m[2]) >= 6));
+  }
+
+  /** The kernel hands out the lowest free minor (an IDA), so numbers are reused. */
+  private freeCdevMinor(): number {
+    const used = new Set<number>();
+    for (const d of this.s.devices.values()) if (d.cdev !== null) used.add(d.cdev);
+    let n = 0;
+    while (used.has(n)) n++;
+    return n;
+  }
+
   private detach(d: SimDevice): void {
     const drv = d.driver;
     d.driver = null;
+    d.cdev = null;
     d.unbinding = false;
     this.uevents.emit({
       action: 'unbind',
@@ -574,6 +604,7 @@ export class SimKernel {
         physfn: pf.address,
         virtfns: [],
         openCount: 0,
+        cdev: null,
       };
       this.s.devices.set(addr, vf);
       pf.virtfns.push(addr);
@@ -619,6 +650,7 @@ export class SimKernel {
         unbinding: false,
         override: null,
         openCount: 0,
+        cdev: null,
         virtfns: [],
         sriov: d.sriov ? { ...d.sriov, num: 0 } : null,
       });

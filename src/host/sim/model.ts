@@ -33,6 +33,8 @@ export interface SimDevice {
   virtfns: PciAddress[];
   /** Open file descriptions held by userspace (a VM): vfio-pci's unbind blocks while > 0. */
   openCount: number;
+  /** Minor of the vfio cdev (/dev/vfio/devices/vfioN) while on vfio-pci on 6.6+, else null. */
+  cdev: number | null;
 }
 
 export interface SimDriver {

@@ -53,6 +53,7 @@ export function stateFromTopology(topology: Topology): SimState {
       physfn: d.physfn ? parsePciAddress(d.physfn) : null,
       virtfns: [],
       openCount: 0,
+      cdev: null,
     });
   }
   // VFs listed in the topology (a snapshot of a host with VFs enabled) link to their PF.
