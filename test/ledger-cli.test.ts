@@ -17,9 +17,6 @@ const OTHER = '0000:02:00.0';
 /** An e1000 pair sharing IOMMU group 7 on the qemu-guest topology. */
 const GROUP = '0000:00:05.0';
 const COMPANION = '0000:00:05.1';
-/** Fails on main today: the companion stays on vfio-pci, its ledger entry `releasing`, never retried. */
-const KNOWN_GROUP_RELEASE_BUG =
-  'issue 13 (finding 2, group companion): the companion of a failed --with-group release is never retried';
 
 interface Cli {
   code: number | null;
@@ -155,29 +152,24 @@ test('finding 2 by the CLI: a release whose drivers_probe fails, then a claim of
   }
 });
 
-// Found by the crash harness (seeds 15, 17 and 37 of the soak on main at 255a21e): the release of
+// Found by the crash harness (soak seeds 15, 17 and 37 on main at 255a21e, where the companion
+// stayed on vfio-pci, its ledger entry `releasing` with no reason, never retried): the release of
 // a --with-group claim whose first function's driver_override write fails.
-test(
-  'a --with-group release whose first driver_override write fails: both functions of the group end on e1000 and the ledger empties',
-  {
-    todo: KNOWN_GROUP_RELEASE_BUG,
-  },
-  async () => {
-    const m = await machine();
-    try {
-      assert.equal((await cli(m.dir, ['claim', GROUP, '--with-group'])).code, 0);
-      await m.poke('fail-write', { op: 'driver_override', errno: 'EIO', address: GROUP, times: 1 });
-      await cli(m.dir, ['release', GROUP]);
-      let drivers: (string | null)[] = [];
-      for (let i = 0; i < 40; i++) {
-        drivers = [await m.driver(GROUP), await m.driver(COMPANION)];
-        if (drivers.every((d) => d === 'e1000')) break;
-        await systemClock.sleep(50);
-      }
-      assert.deepEqual(drivers, ['e1000', 'e1000']);
-      assert.deepEqual(await m.ledger(), {});
-    } finally {
-      await m.stop();
+test('a --with-group release whose first driver_override write fails: both functions of the group end on e1000 and the ledger empties', async () => {
+  const m = await machine();
+  try {
+    assert.equal((await cli(m.dir, ['claim', GROUP, '--with-group'])).code, 0);
+    await m.poke('fail-write', { op: 'driver_override', errno: 'EIO', address: GROUP, times: 1 });
+    await cli(m.dir, ['release', GROUP]);
+    let drivers: (string | null)[] = [];
+    for (let i = 0; i < 40; i++) {
+      drivers = [await m.driver(GROUP), await m.driver(COMPANION)];
+      if (drivers.every((d) => d === 'e1000')) break;
+      await systemClock.sleep(50);
     }
-  },
-);
+    assert.deepEqual(drivers, ['e1000', 'e1000']);
+    assert.deepEqual(await m.ledger(), {});
+  } finally {
+    await m.stop();
+  }
+});

@@ -573,18 +573,35 @@ export class Engine {
     try {
       let p = await this.planFor(keys);
       await this.recordIdentities(p, keys);
-      let results = await this.apply(p.actions.filter((a) => keys.includes(a.key)));
+      const skipped: { action: Action; after: PtError }[] = [];
+      let results = await this.apply(
+        p.actions.filter((a) => keys.includes(a.key)),
+        skipped,
+      );
       if (results.some((r) => r.ok && r.action.kind === 'ensure-modules')) {
         // The modules are there now: the binds they were waiting for can go in this look.
         p = await this.planFor(keys);
         results = [
           ...results,
-          ...(await this.apply(p.actions.filter((a) => keys.includes(a.key)))),
+          ...(await this.apply(
+            p.actions.filter((a) => keys.includes(a.key)),
+            skipped,
+          )),
         ];
       }
       for (const r of results) {
         if (r.action.kind !== 'ensure-modules') this.lastResults.set(r.action.address, r);
         if (!r.ok) failed.set(r.action.key, r.error);
+      }
+      for (const { action, after } of skipped) {
+        if (failed.has(action.key) || action.kind === 'ensure-modules') continue;
+        failed.set(
+          action.key,
+          new PtError(
+            after.code,
+            `waiting for another device of its IOMMU group (${after.message})`,
+          ),
+        );
       }
       await this.afterActions(results);
       // Look again: statuses report the host as it is, not as we hoped to leave it.
@@ -622,7 +639,9 @@ export class Engine {
     const c = p.claims.find((x) => x.address === key);
     const l = p.ledger.find((x) => x.address === key);
     if (c?.state === 'busy' || l?.state === 'busy') this.queue.addAfter(key, 1_000);
-    else if (c?.state === 'pending') this.queue.addRateLimited(key);
+    // Still not where it should be, with no failure to show for it: look again with backoff
+    // rather than wait for the resync.
+    else if (c?.state === 'pending' || l?.state === 'releasing') this.queue.addRateLimited(key);
   }
 
   private wakeWaiters(): void {
@@ -634,7 +653,10 @@ export class Engine {
     this.waiters = still;
   }
 
-  private async apply(actions: Action[]): Promise<ActionResult[]> {
+  private async apply(
+    actions: Action[],
+    skipped: { action: Action; after: PtError }[] = [],
+  ): Promise<ActionResult[]> {
     const byGroup = new Map<string, Action[]>();
     for (const a of actions) {
       const group =
@@ -661,10 +683,14 @@ export class Engine {
     const groupResults = await Promise.all(
       [...byGroup.values()].map(async (list) => {
         const out: ActionResult[] = [];
-        for (const a of list) {
+        for (const [i, a] of list.entries()) {
           const r = await execute(deps, a);
           out.push(r);
-          if (!r.ok) break; // the rest of the group waits for the retry
+          if (!r.ok) {
+            // The rest of the group waits for the retry, and backs off with it.
+            for (const rest of list.slice(i + 1)) skipped.push({ action: rest, after: r.error });
+            break;
+          }
         }
         return out;
       }),
