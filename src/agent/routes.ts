@@ -70,7 +70,10 @@ export interface ApiContext {
 }
 
 /** `GET /v1/status`: the agent's status plus its phase and the failures it did not hide. */
-export type ApiStatus = { phase: AgentPhase; problems: ApiProblems } & Partial<AgentStatus>;
+export type ApiStatus = { phase: AgentPhase; problems: ApiProblems } & Omit<
+  Partial<AgentStatus>,
+  'phase'
+>;
 
 export interface ApiProblems {
   history: HistoryHealth;

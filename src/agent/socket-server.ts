@@ -8,7 +8,15 @@ import { ensurePrivateDir, currentUid } from '../state/file-private-dir.js';
 import type { Logger } from '../util/logger.js';
 import { registerRoutes, type ApiContext } from './routes.js';
 
-export const API_LIMITS = {
+export interface ApiLimits {
+  bodyLimit: number;
+  maxInFlight: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+}
+
+export const API_LIMITS: Readonly<ApiLimits> = {
   /** Bodies are a few hundred bytes; 4096 addresses fit. Larger ones get 413. */
   bodyLimit: 64 * 1024,
   /** Requests handled at once (pipelined ones count); more get 503 PT_ERR_AGENT_BUSY. */
@@ -17,7 +25,7 @@ export const API_LIMITS = {
   headersTimeoutMs: 5_000,
   requestTimeoutMs: 10_000,
   keepAliveTimeoutMs: 5_000,
-} as const;
+};
 
 export interface ApiServer {
   /** The fastify app: `inject()` in tests; routes and hooks are shared by every listener. */
@@ -39,7 +47,7 @@ export interface Listener {
  */
 export async function buildApiServer(
   ctx: ApiContext,
-  limits: Partial<typeof API_LIMITS> = {},
+  limits: Partial<ApiLimits> = {},
 ): Promise<ApiServer> {
   const lim = { ...API_LIMITS, ...limits };
   const log = ctx.logger.child({ component: 'api' });
