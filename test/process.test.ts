@@ -6,6 +6,8 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { requestAgent } from '../src/agent/socket-client.js';
+import { loadTopology } from '../src/host/files.js';
+import { writeSysfsTree } from '../src/host/sysfs-tree.js';
 
 /** The built CLI, run as a user would, with its sim state in a private scratch folder. */
 const MAIN = path.join(process.cwd(), 'dist', 'src', 'main.js');
@@ -148,5 +150,30 @@ test('finding 12: an agent whose stderr pipe nobody reads keeps answering after 
   } finally {
     if (agent.exitCode === null) agent.kill('SIGKILL');
     await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("--root TREE uses state and socket under the tree, never the live host's: the agent listens on TREE/run/passthru/agent.sock", async () => {
+  const tree = await scratch();
+  await writeSysfsTree(await loadTopology('qemu-guest'), tree);
+  const sock = path.join(tree, 'run', 'passthru', 'agent.sock');
+  const agent = spawn(process.execPath, [MAIN, '--root', tree, 'agent', '--no-uevents'], {
+    stdio: ['ignore', 'ignore', 'ignore'],
+  });
+  try {
+    let health = null;
+    for (let i = 0; i < 200 && health === null; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      health = await requestAgent(sock, 'GET', '/v1/health').catch(() => null);
+    }
+    assert.equal(health?.status, 200, 'agent answered on the socket under the tree');
+    const st = await fs.stat(path.join(tree, 'var', 'lib', 'passthru'));
+    assert.ok(st.isDirectory(), 'state folder under the tree');
+    const exited = new Promise((r) => agent.once('exit', r));
+    agent.kill('SIGTERM');
+    assert.equal(await exited, 0);
+  } finally {
+    if (agent.exitCode === null) agent.kill('SIGKILL');
+    await fs.rm(tree, { recursive: true, force: true });
   }
 });
