@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent } from './agent/agent.js';
 import { AgentLifecycle } from './agent/routes.js';
+import { composeAgent, serveAgent, type AgentProcessDeps } from './agent/serve.js';
 import { requestAgent } from './agent/socket-client.js';
 import { buildApiServer } from './agent/socket-server.js';
 import { addAgentCommands, type AgentEnv, type AgentTuning } from './cli/agent-commands.js';
@@ -18,13 +19,12 @@ import {
 } from './cli/program.js';
 import { PtError, errnoOf, errorCodes, isPtError } from './errors.js';
 import { systemClock } from './host/clock.js';
-import { loadPciIds, loadTopology, writeFileAtomic } from './host/files.js';
-import { LinuxHost } from './host/linux.js';
+import { loadPciIds, loadTopology } from './host/files.js';
+import { LinuxHost } from './host/linux/host.js';
 import type { HostPort } from './host/port.js';
 import { SimKernel } from './host/sim/kernel.js';
-import { FileHistory } from './state/file-history.js';
-import { FileStore } from './state/file-store.js';
-import { acquireStateLock } from './state/file-lock.js';
+import { writeFileAtomic } from './state/file-atomic.js';
+import { LIVE_LOCK_DIR } from './state/file-lock.js';
 import { MemoryHistory } from './state/history.js';
 import { MemoryStore } from './state/model.js';
 import {
@@ -57,9 +57,6 @@ const stateDirPreparers = new WeakMap<Runtime, (create: boolean) => Promise<void
 async function prepareStateDir(rt: Runtime, create: boolean): Promise<void> {
   await stateDirPreparers.get(rt)?.(create);
 }
-
-/** The FileHistory behind each agent, for its write failures in status. */
-const histories = new WeakMap<Agent, FileHistory>();
 
 function checkLogOptions(opts: GlobalOptions): void {
   // Commander checks the flags' choices; values from the environment arrive unchecked.
@@ -183,67 +180,31 @@ function hostFor(rt: Runtime, tuning: AgentTuning): HostPort {
   return new LinuxHost({ root: rt.opts.root, modprobePath: rt.opts.modprobe, uevents: false });
 }
 
+/** The live host's lock lives in /run (tmpfs); simulated hosts and --root trees keep theirs. */
+function processDeps(rt: Runtime, tuning: AgentTuning): AgentProcessDeps {
+  const live = rt.sim === null && path.resolve(rt.opts.root) === '/';
+  return {
+    host: hostFor(rt, tuning),
+    stateDir: rt.stateDir,
+    socket: rt.socket,
+    lockDir: live ? LIVE_LOCK_DIR : undefined,
+    clock: systemClock,
+    logger: rt.logger,
+    names: rt.names,
+    sim: rt.sim,
+    engine: tuning.engine,
+    keeper: tuning.keeper,
+  };
+}
+
 const agentEnv: AgentEnv = {
   openAgent: async (rt, tuning, exclusive) => {
     await prepareStateDir(rt, exclusive === true);
-    if (exclusive === true) acquireStateLock(rt.stateDir);
-    const history = new FileHistory(rt.stateDir, { logger: rt.logger });
-    const agent = new Agent({
-      host: hostFor(rt, tuning),
-      store: new FileStore(rt.stateDir),
-      history,
-      clock: systemClock,
-      logger: rt.logger,
-      names: rt.names,
-      ...(tuning.engine ? { engine: tuning.engine } : {}),
-      ...(tuning.keeper ? { keeper: tuning.keeper } : {}),
-    });
-    histories.set(agent, history);
-    return agent;
+    return composeAgent(processDeps(rt, tuning), exclusive === true);
   },
   serveAgent: async (rt, agent) => {
-    const ac = new AbortController();
-    const lifecycle = new AgentLifecycle();
-    const stop = (): void => {
-      rt.logger.info('stopping');
-      lifecycle.stopping();
-      ac.abort();
-    };
     await prepareStateDir(rt, true);
-    // Before touching anything: a second agent would fight the first over the same devices.
-    if ((await requestAgent(rt.socket, 'GET', '/v1/health')) !== null) {
-      throw new PtError('PT_ERR_INVALID_ARGUMENT', `an agent is already running on ${rt.socket}`);
-    }
-    acquireStateLock(rt.stateDir);
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    const history = histories.get(agent);
-    const api = await buildApiServer({
-      agent,
-      sim: rt.sim,
-      lifecycle,
-      logger: rt.logger,
-      ...(history ? { history } : {}),
-    });
-    // The socket opens before the first reconcile: status answers `starting` meanwhile, and
-    // CLI calls reach the agent instead of falling back to direct mode and its lock.
-    await api.listenUnix(rt.socket);
-    try {
-      try {
-        await agent.start({ loadModules: true });
-      } catch (e) {
-        lifecycle.failed(e);
-        throw e;
-      }
-      if (lifecycle.phase === 'starting') lifecycle.running();
-      rt.logger.info(
-        { host: rt.host.description, stateDir: rt.stateDir, socket: rt.socket },
-        'agent running',
-      );
-      await agent.run(ac.signal);
-    } finally {
-      await api.close();
-    }
+    await serveAgent(processDeps(rt, {}), agent);
   },
   requestAgent,
   requireRoot: (rt, what) => {

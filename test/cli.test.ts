@@ -10,7 +10,7 @@ import { errorCodes, PtError } from '../src/errors.js';
 import { ManualClock } from '../src/host/clock.js';
 import { loadPciIds, loadTopology } from '../src/host/files.js';
 import { SimKernel } from '../src/host/sim/kernel.js';
-import { validateTopology } from '../src/host/sim/topology.js';
+import { validateTopology } from '../src/topology/format.js';
 import { MemoryHistory } from '../src/state/history.js';
 import { MemoryStore } from '../src/state/model.js';
 import { silentLogger } from '../src/util/logger.js';

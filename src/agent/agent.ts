@@ -2,7 +2,7 @@ import { PtError } from '../errors.js';
 import { EventBus, type DomainEvent, type Recovery } from '../events/events.js';
 import { RecoveryTracker } from '../events/recoveries.js';
 import type { Clock } from '../host/clock.js';
-import type { DeviceHolder, HostPort, Uevent } from '../host/port.js';
+import { holderText, type DeviceHolder, type HostPort, type Uevent } from '../host/port.js';
 import {
   compareAddresses,
   isPciAddress,
@@ -57,7 +57,7 @@ export interface ReleaseOutcome {
 export interface AgentStatus {
   host: string;
   /** `starting` until the first reconcile of every claim has finished. */
-  phase: 'starting' | 'running';
+  phase: 'starting' | 'running' | 'stopping';
   claims: ClaimStatus[];
   keeper: KeeperStatus & { recoveries: Recovery[]; losses: number };
   ledger: LedgerStatus[];
@@ -298,10 +298,7 @@ export class Agent {
       }
       if (held.length > 0) {
         const text = held
-          .map(
-            (h) =>
-              `${h.address} by ${h.holders.map((x) => `pid ${String(x.pid)} (${x.comm})`).join(', ')}`,
-          )
+          .map((h) => `${h.address} by ${h.holders.map(holderText).join(', ')}`)
           .join('; ');
         throw new PtError(
           'PT_ERR_DEVICE_IN_USE',

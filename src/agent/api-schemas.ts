@@ -19,12 +19,18 @@ export const claimBody = body(
     addresses: { type: 'array', minItems: 1, maxItems: 4096, items: address },
     withGroup: { type: 'boolean' },
     force: { type: 'boolean' },
+    acceptChange: { type: 'boolean' },
+    source: { type: 'string', enum: ['cli', 'api'] },
   },
   ['addresses'],
 );
 
 export const releaseBody = body(
-  { addresses: { type: 'array', minItems: 1, maxItems: 4096, items: address } },
+  {
+    addresses: { type: 'array', minItems: 1, maxItems: 4096, items: address },
+    wait: { type: 'boolean' },
+    abandon: { type: 'boolean' },
+  },
   ['addresses'],
 );
 

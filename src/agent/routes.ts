@@ -111,6 +111,13 @@ interface ClaimRequest {
   addresses: string[];
   withGroup?: boolean;
   force?: boolean;
+  acceptChange?: boolean;
+  source?: 'cli' | 'api';
+}
+interface ReleaseRequest {
+  addresses: string[];
+  wait?: boolean;
+  abandon?: boolean;
 }
 interface ModuleRequest {
   module: string;
@@ -175,14 +182,22 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const claims = await agent.claim(addresses, {
       withGroup: b.withGroup === true,
       force: b.force === true,
+      acceptChange: b.acceptChange === true,
+      source: b.source ?? 'api',
     });
     return { claims };
   });
 
   app.post('/v1/release', { schema: { body: releaseBody } }, async (req) => {
-    const addresses = parseAddresses((req.body as ClaimRequest).addresses);
+    const b = req.body as ReleaseRequest;
+    const addresses = parseAddresses(b.addresses);
     await lifecycle.ready;
-    return { released: await agent.release(addresses) };
+    return {
+      released: await agent.release(addresses, {
+        wait: b.wait === true,
+        abandon: b.abandon === true,
+      }),
+    };
   });
 
   if (sim !== null) registerSimRoutes(app, sim);

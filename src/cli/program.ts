@@ -3,7 +3,7 @@ import { oneOf } from './options.js';
 import { PtError } from '../errors.js';
 import type { HostPort } from '../host/port.js';
 import type { SimKernel } from '../host/sim/kernel.js';
-import type { Topology } from '../host/sim/topology.js';
+import type { Topology } from '../topology/format.js';
 import { runDoctor } from '../doctor/doctor.js';
 import { discover } from '../pci/discovery.js';
 import type { PciIdNames } from '../pci/pciids.js';
@@ -168,7 +168,7 @@ export function buildProgram(env: CliEnv): Command {
     .option('--json', 'print JSON')
     .action(async (o: { json?: boolean }, cmd: Command) => {
       const rt = await runtime(cmd);
-      const report = await runDoctor(rt.host);
+      const report = await runDoctor(rt.host, rt.names);
       if (o.json) {
         env.out(`${JSON.stringify(report, null, 2)}\n`);
       } else {

@@ -74,6 +74,26 @@ export function statusText(s: StatusView): string {
   lines.push('');
   if (s.claims !== undefined)
     lines.push(s.claims.length === 0 ? 'claims: none' : claimsText(s.claims).trimEnd());
+  // What passthru still owes the host: releases pending, devices gone or swapped.
+  const owed = (s.ledger ?? []).filter((l) => l.state !== 'held');
+  if (owed.length > 0) {
+    lines.push('');
+    lines.push(
+      table(
+        ['OWED BACK', 'STATE', 'ORIGINAL', 'WHY'],
+        owed.map((l) => [
+          l.address,
+          l.state,
+          l.originalDriver ?? 'no driver',
+          printable(l.message ?? ''),
+        ]),
+      ).trimEnd(),
+    );
+  }
+  for (const b of s.busy ?? [])
+    lines.push(
+      `busy: ${b.address} ${printable(b.op)} pending in the kernel for ${String(Math.round(b.forMs / 1000))} s`,
+    );
   const k = s.keeper;
   if (k !== undefined) {
     lines.push('');

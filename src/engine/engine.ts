@@ -119,6 +119,8 @@ export class Engine {
   private completed = new Map<WorkKey, number>();
   private waiters: { key: WorkKey; gen: number; resolve: () => void }[] = [];
   private looping = false;
+  /** Aborts writes still pending in the kernel when the agent stops, so it can exit. */
+  private stopSignal: AbortSignal | undefined;
   private processing: Promise<void> = Promise.resolve();
 
   constructor(deps: EngineDeps) {
@@ -244,6 +246,7 @@ export class Engine {
   /** The loop: keys as they come due, a full resync every resyncMs. */
   async run(signal: AbortSignal): Promise<void> {
     this.looping = true;
+    this.stopSignal = signal;
     let nextResync = this.d.clock.now() + this.opts.resyncMs;
     try {
       while (!signal.aborted) {
@@ -272,7 +275,11 @@ export class Engine {
 
   private async fullObserve(): Promise<Snapshot> {
     const { host } = this.d;
-    const [inv, uses] = await Promise.all([discover(host, this.d.names), host.hostUses()]);
+    const skipLockedAttrs = new Set(this.inflight.busy().keys());
+    const [inv, uses] = await Promise.all([
+      discover(host, this.d.names, { skipLockedAttrs }),
+      host.hostUses(),
+    ]);
     const vfioNodes = new Set<number>();
     await Promise.all(
       [...inv.groups.keys()].map(async (g) => {
@@ -307,7 +314,13 @@ export class Engine {
       for (const k of keys) for (const a of this.devicesOf(k, snap)) addrs.add(a);
       const { inv } = snap.obs;
       const fresh = await Promise.all(
-        [...addrs].map(async (a) => [a, await readFunction(this.d.host, a, this.d.names)] as const),
+        [...addrs].map(
+          async (a) =>
+            [
+              a,
+              await readFunction(this.d.host, a, this.d.names, this.inflight.get(a) !== undefined),
+            ] as const,
+        ),
       );
       if (fresh.some(([a, f]) => (f === null) !== !inv.byAddress.has(a))) {
         snap = await this.fullObserve();
@@ -642,6 +655,7 @@ export class Engine {
       options: this.opts,
       inflight: this.inflight,
       modules: this.d.modules,
+      ...(this.stopSignal ? { signal: this.stopSignal } : {}),
       recordLedger: (a: Extract<Action, { kind: 'bind' }>) => this.recordLedger(a),
     };
     const groupResults = await Promise.all(

@@ -1,6 +1,6 @@
 import { PtError, errnoOf, isPtError, type ErrorCode } from '../errors.js';
 import type { Clock } from '../host/clock.js';
-import type { DeviceHolder, HostPort } from '../host/port.js';
+import { holderText, type DeviceHolder, type HostPort } from '../host/port.js';
 import type { PciAddress } from '../pci/address.js';
 import { VFIO_PCI } from '../pci/model.js';
 import type { LedgerEntry } from '../state/model.js';
@@ -34,6 +34,11 @@ export interface ExecutorDeps {
   options: ExecutorOptions;
   inflight: InFlight;
   modules: ModuleLoader;
+  /**
+   * The agent is stopping: writes still pending in the kernel are abandoned so the process can
+   * exit. A timeout does not abandon: the device stays busy until the kernel lets the write go.
+   */
+  signal?: AbortSignal;
   /**
    * Persist the original driver before the first write, unless an entry exists; resolves with
    * the entry in force once it is durable. Rollback targets that entry, never what a pass saw.
@@ -111,8 +116,8 @@ function write(
   return deps.inflight.track(addr, op, fn);
 }
 
-function holderText(h: DeviceHolder[]): string {
-  return h.map((x) => `pid ${String(x.pid)} (${x.comm})`).join(', ');
+function holdersText(h: DeviceHolder[]): string {
+  return h.map(holderText).join(', ');
 }
 
 /**
@@ -124,7 +129,7 @@ async function refuseIfHeld(deps: ExecutorDeps, addr: PciAddress): Promise<void>
   if (links.driver !== VFIO_PCI) return;
   const holders = await deps.host.vfioHolders(addr, links.iommuGroup);
   if (holders.length > 0) {
-    throw new PtError('PT_ERR_DEVICE_IN_USE', `${addr} is in use by ${holderText(holders)}`, {
+    throw new PtError('PT_ERR_DEVICE_IN_USE', `${addr} is in use by ${holdersText(holders)}`, {
       details: { address: addr, holders },
     });
   }
@@ -140,7 +145,9 @@ async function unbindWithTimeout(
       deps.clock,
       deps.options.unbindTimeoutMs,
       `unbind of ${addr}`,
-      write(deps, addr, `unbind (${from})`, () => deps.host.unbindDevice(addr)),
+      write(deps, addr, `unbind (${from})`, () =>
+        deps.host.unbindDevice(addr, deps.signal ? { signal: deps.signal } : {}),
+      ),
     );
   } catch (e) {
     // Unbound in the meantime (someone else, or a module removal): that is what we wanted.

@@ -1,7 +1,7 @@
 import type { ErrorCode } from '../errors.js';
-import type { HostUse } from '../host/port.js';
+import type { HostUses } from '../host/port.js';
 import { compareAddresses, type PciAddress } from '../pci/address.js';
-import { hostCriticalReasons } from '../pci/guards.js';
+import { bridgeKind, claimGuards } from '../pci/guards.js';
 import { PASSTHROUGH_DRIVERS, VFIO_PCI, type Inventory, type PciFunction } from '../pci/model.js';
 import type { ClaimSpec, DeviceIdentity, LedgerEntry } from '../state/model.js';
 
@@ -18,7 +18,7 @@ export interface ModuleHealth {
 /** What was observed of the host, plus what the engine knows is pending on it. */
 export interface Observed {
   inv: Inventory;
-  uses: HostUse[];
+  uses: HostUses;
   /** Groups whose /dev/vfio/<group> node exists. */
   vfioNodes: ReadonlySet<number>;
   modules: ModuleHealth;
@@ -140,17 +140,25 @@ function guardRefusal(
   obs: Observed,
 ): { code: ErrorCode; message: string } | null {
   const { inv } = obs;
+  const verdicts = members.flatMap((m) => {
+    const md = inv.byAddress.get(m);
+    return md ? [{ m, v: claimGuards(md, obs.uses) }] : [];
+  });
+  const list = (xs: typeof verdicts, pick: 'hard' | 'soft'): string =>
+    xs.map((x) => `${x.m} (${x.v[pick].join('; ')})`).join(', ');
+  const hard = verdicts.filter((x) => x.v.hard.length > 0);
+  if (hard.length > 0) {
+    return {
+      code: 'PT_ERR_HOST_CRITICAL',
+      message: `refusing to take ${list(hard, 'hard')} from the host; --force does not override this`,
+    };
+  }
   if (!c.force) {
-    const critical = members
-      .map((m) => {
-        const md = inv.byAddress.get(m);
-        return md ? { m, reasons: hostCriticalReasons(md, obs.uses) } : { m, reasons: [] };
-      })
-      .filter((x) => x.reasons.length > 0);
-    if (critical.length > 0) {
+    const soft = verdicts.filter((x) => x.v.soft.length > 0);
+    if (soft.length > 0) {
       return {
         code: 'PT_ERR_HOST_CRITICAL',
-        message: `refusing to take ${critical.map((x) => `${x.m} (${x.reasons.join('; ')})`).join(', ')} from the host; use --force to override`,
+        message: `refusing to take ${list(soft, 'soft')} from the host; use --force to override`,
       };
     }
     // Unbinding a physical function's driver tears down its VFs, possibly under running VMs.
@@ -196,7 +204,7 @@ export function plan(obs: Observed, desired: Desired, now = 0): Plan {
     if (!c.withGroup || d?.iommuGroup == null) continue;
     for (const m of inv.groups.get(d.iommuGroup)?.members ?? []) {
       const md = inv.byAddress.get(m);
-      if (md && !md.isBridge) companions.add(m);
+      if (md && bridgeKind(md) === null) companions.add(m);
     }
   }
 
@@ -238,9 +246,9 @@ export function plan(obs: Observed, desired: Desired, now = 0): Plan {
     }
     const groupMembers = (inv.groups.get(d.iommuGroup)?.members ?? [c.address]).filter((m) => {
       const md = inv.byAddress.get(m);
-      return md !== undefined && !md.isBridge;
+      return md !== undefined && bridgeKind(md) === null;
     });
-    const members = c.withGroup && !d.isBridge ? groupMembers : [c.address];
+    const members = c.withGroup && bridgeKind(d) === null ? groupMembers : [c.address];
     for (const m of members) wanted.add(m);
 
     const refusal = guardRefusal(c, members, obs);

@@ -4,8 +4,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PtError, errnoOf } from '../errors.js';
 import { PCI_IDS_PATHS, emptyPciIds, parsePciIds, type PciIdNames } from '../pci/pciids.js';
-import { LinuxHost } from './linux.js';
-import { validateTopology, type Topology } from './sim/topology.js';
+import { LinuxHost } from './linux/host.js';
+import { validateTopology, type Topology } from '../topology/format.js';
 import { discover } from '../pci/discovery.js';
 import { inventoryToTopology } from '../pci/snapshot.js';
 
@@ -181,25 +181,4 @@ function checked(raw: unknown, p: string): Topology {
       `invalid topology ${p}: name must match ${TOPOLOGY_NAME.source} and not be . or .. (it names the simulated host's state folder)`,
     );
   return topo;
-}
-
-/** Write-then-rename with fsync of the file and its directory: a reader sees old or new, never half. */
-export async function writeFileAtomic(file: string, data: string, mode = 0o600): Promise<void> {
-  const dir = path.dirname(file);
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  const fh = await fs.open(tmp, 'w', mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await fs.rename(tmp, file);
-  const dh = await fs.open(dir, 'r');
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
-  }
 }
