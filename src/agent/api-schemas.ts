@@ -1,63 +1,76 @@
+import Type, { type Static } from 'typebox';
+import { ModuleNameSchema } from '../schema/names.js';
+
 /**
- * JSON Schemas of the API's request bodies, in one place. fastify validates every body with
- * them before a handler runs. They become typebox schemas when the project's schema layer
- * (src/schema/) lands, so the types and the validation come from one source.
+ * The API's request bodies, in one place, as typebox schemas (src/schema/): fastify validates
+ * every body with them before a handler runs, and the handlers' types are Static<> of the same
+ * schemas. Addresses are only bounded here: parsePciAddress checks them, so a bad one answers
+ * PT_ERR_INVALID_ADDRESS like everywhere else.
  */
+const Address = Type.String({ minLength: 1, maxLength: 64 });
+const Addresses = Type.Array(Address, { minItems: 1, maxItems: 4096 });
+const Times = Type.Integer({ minimum: 1, maximum: 1_000_000 });
+const closed = { additionalProperties: false } as const;
 
-/** A PCI address is parsed again by parsePciAddress; the schema only bounds the shape. */
-const address = { type: 'string', minLength: 1, maxLength: 64 } as const;
-/** The same names the host port accepts for modules (`vfio_pci`, `vfio-pci`). */
-const moduleName = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } as const;
-const times = { type: 'integer', minimum: 1, maximum: 1_000_000 } as const;
-
-function body(properties: Record<string, unknown>, required: string[]): Record<string, unknown> {
-  return { type: 'object', additionalProperties: false, properties, required };
-}
-
-export const claimBody = body(
+export const ClaimBody = Type.Object(
   {
-    addresses: { type: 'array', minItems: 1, maxItems: 4096, items: address },
-    withGroup: { type: 'boolean' },
-    force: { type: 'boolean' },
-    acceptChange: { type: 'boolean' },
-    source: { type: 'string', enum: ['cli', 'api'] },
+    addresses: Addresses,
+    withGroup: Type.Optional(Type.Boolean()),
+    force: Type.Optional(Type.Boolean()),
+    acceptChange: Type.Optional(Type.Boolean()),
+    source: Type.Optional(Type.Union([Type.Literal('cli'), Type.Literal('api')])),
   },
-  ['addresses'],
+  closed,
 );
+export type ClaimBody = Static<typeof ClaimBody>;
 
-export const releaseBody = body(
+export const ReleaseBody = Type.Object(
   {
-    addresses: { type: 'array', minItems: 1, maxItems: 4096, items: address },
-    wait: { type: 'boolean' },
-    abandon: { type: 'boolean' },
+    addresses: Addresses,
+    wait: Type.Optional(Type.Boolean()),
+    abandon: Type.Optional(Type.Boolean()),
   },
-  ['addresses'],
+  closed,
 );
+export type ReleaseBody = Static<typeof ReleaseBody>;
 
-export const simModuleBody = body({ module: moduleName }, ['module']);
-export const simRmmodBody = body({ module: moduleName, linger: { type: 'boolean' } }, ['module']);
-export const simAvailableBody = body({ module: moduleName, available: { type: 'boolean' } }, [
-  'module',
-]);
-export const simFailLoadBody = body({ module: moduleName, times }, ['module']);
-export const simFailWriteBody = body(
-  {
-    op: {
-      type: 'string',
-      enum: [
-        'driver_override',
-        'sriov_numvfs',
-        'remove',
-        'unbind',
-        'bind',
-        'drivers_probe',
-        'rescan',
-      ],
-    },
-    errno: { type: 'string', pattern: '^E[A-Z0-9]{1,15}$' },
-    address,
-    times,
-  },
-  ['op', 'errno'],
+export const SimModuleBody = Type.Object({ module: ModuleNameSchema }, closed);
+export type SimModuleBody = Static<typeof SimModuleBody>;
+export const SimRmmodBody = Type.Object(
+  { module: ModuleNameSchema, linger: Type.Optional(Type.Boolean()) },
+  closed,
 );
-export const simDeviceBody = body({ address }, ['address']);
+export type SimRmmodBody = Static<typeof SimRmmodBody>;
+export const SimAvailableBody = Type.Object(
+  { module: ModuleNameSchema, available: Type.Optional(Type.Boolean()) },
+  closed,
+);
+export const SimFailLoadBody = Type.Object(
+  { module: ModuleNameSchema, times: Type.Optional(Times) },
+  closed,
+);
+export type SimFailLoadBody = Static<typeof SimFailLoadBody>;
+
+export const SIM_WRITE_OPS = [
+  'driver_override',
+  'sriov_numvfs',
+  'remove',
+  'unbind',
+  'bind',
+  'drivers_probe',
+  'rescan',
+] as const;
+
+export const SimFailWriteBody = Type.Object(
+  {
+    op: Type.Union(SIM_WRITE_OPS.map((op) => Type.Literal(op))),
+    errno: Type.String({ pattern: '^E[A-Z0-9]{1,15}$' }),
+    address: Type.Optional(Address),
+    times: Type.Optional(Times),
+  },
+  closed,
+);
+export type SimFailWriteBody = Static<typeof SimFailWriteBody>;
+
+export const SimDeviceBody = Type.Object({ address: Address }, closed);
+export type SimDeviceBody = Static<typeof SimDeviceBody>;
