@@ -292,3 +292,48 @@ test('client: no socket is null (direct mode); a socket in a folder others can w
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
+
+test('status shows history write failures (a symlink planted as history.jsonl) and subscriber failures instead of hiding them', async () => {
+  const { ManualClock } = await import('../src/host/clock.js');
+  const { SimKernel } = await import('../src/host/sim/kernel.js');
+  const { MemoryStore } = await import('../src/state/model.js');
+  const { FileHistory } = await import('../src/state/file-history.js');
+  const { makeAgent } = await import('./helpers.js');
+  const dir = await tmpDir('pt-hist-api-');
+  await fs.symlink(path.join(dir, 'victim'), path.join(dir, 'history.jsonl'));
+  const clock = new ManualClock(1_000_000);
+  const kernel = new SimKernel(labTopology(), clock);
+  const history = new FileHistory(dir, { logger: silentLogger() });
+  const { agent } = makeAgent(kernel, clock, new MemoryStore(), kernel.port(), { history });
+  await agent.start({ loadModules: false });
+  agent.bus.subscribe(() => {
+    throw new Error('metrics exporter broke');
+  });
+  const lifecycle = new AgentLifecycle();
+  lifecycle.running();
+  const server = await buildApiServer({
+    agent,
+    sim: kernel,
+    lifecycle,
+    history,
+    logger: silentLogger(),
+  });
+  try {
+    await server.app.inject({ method: 'POST', url: '/v1/claims', payload: { addresses: [A] } });
+    await history.append({ type: 'claim.removed', at: 1, address: A });
+    const st = (await server.app.inject({ url: '/v1/status' })).json<{
+      problems: {
+        history: { writeErrors: number; lastError: string };
+        events: { subscriberErrors: number; lastError: string };
+      };
+    }>();
+    assert.ok(st.problems.history.writeErrors > 0);
+    assert.match(st.problems.history.lastError, /ELOOP/);
+    assert.ok(st.problems.events.subscriberErrors > 0);
+    assert.match(st.problems.events.lastError, /metrics exporter broke/);
+    await assert.rejects(fs.lstat(path.join(dir, 'victim')), { code: 'ENOENT' });
+  } finally {
+    await server.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
