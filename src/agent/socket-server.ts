@@ -59,9 +59,7 @@ const typeboxCompilers: Compilers = {
       return (data: unknown) =>
         c.check(data) ? true : { error: new Error(`body ${describeIssues(c.issues(data))}`) };
     }) as unknown as NonNullable<Compilers['buildValidator']>,
-  buildSerializer: (() => () => (data: unknown) => JSON.stringify(data)) as unknown as NonNullable<
-    Compilers['buildSerializer']
-  >,
+  buildSerializer: () => () => (data: unknown) => JSON.stringify(data),
 };
 
 /**
