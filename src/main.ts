@@ -26,6 +26,7 @@ import { acquireStateLock } from './state/file-lock.js';
 import { MemoryHistory } from './state/history.js';
 import { MemoryStore } from './state/model.js';
 import { makeLogger } from './util/logger.js';
+import { kubernetesAdapter } from './k8s/run.js';
 
 /** The composition root: the only place that builds real adapters. */
 async function makeRuntime(opts: GlobalOptions): Promise<Runtime> {
@@ -79,7 +80,7 @@ const agentEnv: AgentEnv = {
       }),
     );
   },
-  serveAgent: async (rt, agent) => {
+  serveAgent: async (rt, agent, kubernetes) => {
     const ac = new AbortController();
     const stop = (): void => {
       rt.logger.info('stopping');
@@ -102,8 +103,15 @@ const agentEnv: AgentEnv = {
       { host: rt.host.description, stateDir: rt.stateDir, socket: rt.socket },
       'agent running',
     );
+    const k8s =
+      kubernetes === undefined
+        ? null
+        : kubernetesAdapter(agent, rt.host, rt.names, systemClock, rt.logger, {
+            node: process.env.NODE_NAME,
+            kubeconfig: kubernetes.kubeconfig,
+          });
     try {
-      await agent.run(ac.signal);
+      await Promise.all([agent.run(ac.signal), k8s?.run(ac.signal)]);
     } finally {
       await server.close();
     }

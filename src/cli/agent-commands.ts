@@ -14,7 +14,7 @@ import { bootConfigFiles } from './boot-config.js';
 export interface AgentEnv {
   /** With `exclusive`, the state folder is locked for this process (one writer at a time). */
   openAgent: (rt: Runtime, tuning: AgentTuning, exclusive?: boolean) => Promise<Agent>;
-  serveAgent: (rt: Runtime, agent: Agent) => Promise<void>;
+  serveAgent: (rt: Runtime, agent: Agent, kubernetes?: { kubeconfig?: string }) => Promise<void>;
   /** Throws PT_ERR_PERMISSION when `what` needs root on this host and we are not root. */
   requireRoot: (rt: Runtime, what: string) => void;
   requestAgent: (
@@ -157,6 +157,14 @@ export function addAgentCommands(program: Command, ctx: CommandContext, aenv: Ag
       10_000,
     )
     .option('--no-uevents', 'do not use udevadm monitor as a uevent source (poll only)')
+    .option(
+      '--kubernetes',
+      'Kubernetes mode: claims from PCIDeviceClaims, NODE_NAME names the node',
+    )
+    .option(
+      '--kubeconfig <file>',
+      'with --kubernetes: a kubeconfig instead of the in-cluster config',
+    )
     .addOption(
       new Option('--fault-pause-after-unbind-ms <ms>', 'test hook: pause between unbind and probe')
         .argParser(int('--fault-pause-after-unbind-ms'))
@@ -171,6 +179,8 @@ export function addAgentCommands(program: Command, ctx: CommandContext, aenv: Ag
           unbindTimeoutMs: number;
           uevents: boolean;
           faultPauseAfterUnbindMs: number;
+          kubernetes?: boolean;
+          kubeconfig?: string;
         },
         cmd: Command,
       ) => {
@@ -185,7 +195,15 @@ export function addAgentCommands(program: Command, ctx: CommandContext, aenv: Ag
           keeper: { pollMs: o.pollMs },
           uevents: o.uevents,
         });
-        await aenv.serveAgent(rt, agent);
+        await aenv.serveAgent(
+          rt,
+          agent,
+          o.kubernetes === true
+            ? o.kubeconfig !== undefined
+              ? { kubeconfig: o.kubeconfig }
+              : {}
+            : undefined,
+        );
       },
     );
 

@@ -712,6 +712,8 @@ export class FakeApiServer {
     client: string,
   ): void {
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    // The real server sends the headers at once; clients wait for them before watching.
+    res.flushHeaders();
     const w: Watcher = {
       res: r,
       ns,
