@@ -68,11 +68,12 @@ export async function drive(
   pred: () => boolean,
   what: string,
   maxSteps = 400,
+  stepMs = 20,
 ): Promise<number> {
   const start = r.node.clock.now();
   for (let i = 0; i < maxSteps; i++) {
     if (pred()) return r.node.clock.now() - start;
-    await r.node.clock.advance(20);
+    await r.node.clock.advance(stepMs);
     await new Promise((res) => setTimeout(res, 5));
   }
   if (pred()) return r.node.clock.now() - start;

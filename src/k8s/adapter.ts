@@ -101,6 +101,12 @@ export class KubernetesAdapter {
   /** Resources this node has ready claims for, as last applied to KubeVirt. */
   private kubevirtApplied = new Set<string>();
   readonly counts = { passes: 0, failedPasses: 0, writes: 0 };
+  /**
+   * A module loss seen while the API server answered: the claims show ModulesLoaded=False once
+   * even when the keeper healed before the next pass. Dropped when a pass fails (the API server
+   * is away), so a loss it missed is reported by Events and the status stays coalesced.
+   */
+  private lossToReport: string | null = null;
 
   constructor(deps: AdapterDeps) {
     this.d = deps;
@@ -137,6 +143,8 @@ export class KubernetesAdapter {
   }
 
   private onDomainEvent(e: DomainEvent): void {
+    if (e.type === 'module.lost')
+      this.lossToReport = `vfio modules removed: ${e.modules.join(', ')}`;
     const ev = eventFor(e);
     if (ev !== null) {
       const involved: InvolvedObject =
@@ -222,10 +230,18 @@ export class KubernetesAdapter {
       await this.applyClaims();
       const status = await this.d.agent.status();
       const engineClaims = new Map(status.claims.map((c) => [c.address, c]));
+      const loss = this.lossToReport;
+      const keeper =
+        loss !== null && status.keeper.healthy
+          ? { ...status.keeper, healthy: false, waiting: loss }
+          : status.keeper;
       for (const c of this.myClaims()) {
-        await guard(`claim ${c.metadata.name}`, () =>
-          this.syncClaim(c, engineClaims, status.keeper),
-        );
+        await guard(`claim ${c.metadata.name}`, () => this.syncClaim(c, engineClaims, keeper));
+      }
+      if (loss !== null && this.lossToReport === loss) {
+        this.lossToReport = null;
+        // The next pass writes the condition as it is now.
+        if (keeper !== status.keeper) this.trigger();
       }
       if (this.devices.synced) await guard('devices', () => this.syncDevices());
       if (this.devices.synced) {
@@ -236,7 +252,10 @@ export class KubernetesAdapter {
       ok = false;
       this.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'kubernetes pass failed');
     }
-    if (!ok) this.counts.failedPasses++;
+    if (!ok) {
+      this.counts.failedPasses++;
+      this.lossToReport = null;
+    }
     return ok;
   }
 

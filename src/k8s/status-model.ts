@@ -32,7 +32,9 @@ export function deviceStatus(
     iommuGroup: f.iommuGroup === null ? '' : String(f.iommuGroup),
     subsystemVendorId: f.subsystemVendorId,
     subsystemDeviceId: f.subsystemDeviceId,
-    numaNode: f.numaNode,
+    // Absent when unknown: a null in a merge patch deletes the field, so it would never compare
+    // equal and every pass would write it again.
+    ...(f.numaNode !== null ? { numaNode: f.numaNode } : {}),
   };
 }
 

@@ -213,6 +213,13 @@ export class FakeApiServer {
     this.stats.clear();
   }
 
+  /** The watch history of one resource (bounded by historySize): every state an object had. */
+  history(plural: string): { type: string; obj: Obj }[] {
+    return this.log
+      .filter((e) => e.res.plural === plural)
+      .map((e) => ({ type: e.type, obj: structuredClone(e.obj) }));
+  }
+
   watchCount(): number {
     return this.watchers.size;
   }
