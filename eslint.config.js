@@ -31,7 +31,13 @@ export default tseslint.config(
   },
   {
     files: ['src/**/*.ts'],
-    ignores: ['src/host/**', 'src/main.ts', 'src/agent/socket*.ts', 'src/state/file-*.ts'],
+    ignores: [
+      'src/host/**',
+      'src/main.ts',
+      'src/agent/socket*.ts',
+      'src/state/file-*.ts',
+      'src/deviceplugin/plugin-dir.ts',
+    ],
     rules: {
       'no-restricted-imports': [
         'error',

@@ -7,9 +7,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { LinuxHost } from '../src/host/linux.js';
+import { LinuxHost } from '../src/host/linux/host.js';
 import { writeSysfsTree } from '../src/host/sysfs-tree.js';
-import { TOPOLOGY_FORMAT, type Topology, type TopologyDevice } from '../src/host/sim/topology.js';
+import { TOPOLOGY_FORMAT, type Topology, type TopologyDevice } from '../src/topology/format.js';
 import { discover } from '../src/pci/discovery.js';
 import { loadPciIds } from '../src/host/files.js';
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env node
+import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent } from './agent/agent.js';
-import { handleRequest } from './agent/routes.js';
-import { requestAgent, startControlServer } from './agent/socket-server.js';
+import { AgentLifecycle } from './agent/routes.js';
+import { composeAgent, serveAgent, type AgentProcessDeps } from './agent/serve.js';
+import { requestAgent } from './agent/socket-client.js';
+import { buildApiServer } from './agent/socket-server.js';
 import { addAgentCommands, type AgentEnv, type AgentTuning } from './cli/agent-commands.js';
 import { runDemo } from './cli/demo.js';
 import {
@@ -14,49 +17,163 @@ import {
   type GlobalOptions,
   type Runtime,
 } from './cli/program.js';
-import { PtError, errorCodes, isPtError } from './errors.js';
+import { PtError, errnoOf, errorCodes, isPtError } from './errors.js';
 import { systemClock } from './host/clock.js';
-import { loadPciIds, loadTopology, writeFileAtomic } from './host/files.js';
-import { LinuxHost } from './host/linux.js';
+import { loadPciIds, loadTopology } from './host/files.js';
+import { LinuxHost } from './host/linux/host.js';
 import type { HostPort } from './host/port.js';
 import { SimKernel } from './host/sim/kernel.js';
-import { FileHistory } from './state/file-history.js';
-import { FileStore } from './state/file-store.js';
-import { acquireStateLock } from './state/file-lock.js';
+import { writeFileAtomic } from './state/file-atomic.js';
+import { LIVE_LOCK_DIR } from './state/file-lock.js';
 import { MemoryHistory } from './state/history.js';
 import { MemoryStore } from './state/model.js';
-import { makeLogger } from './util/logger.js';
+import {
+  checkPrivateDir,
+  currentUid,
+  ensureOneLevel,
+  ensurePrivateDir,
+  simBaseDir,
+} from './state/file-private-dir.js';
+import { LOG_LEVELS, makeLogger } from './util/logger.js';
 import { kubernetesAdapter } from './k8s/run.js';
+
+/**
+ * Where a simulated host keeps its state when no --state-dir is given: a per-user folder
+ * ($XDG_RUNTIME_DIR/passthru-sim, else passthru-sim-<uid> under the temp dir), never a shared
+ * one: another user could plant symlinks there (adversarial finding 3). Created and checked
+ * by prepareStateDir, not here: `list` needs no state.
+ */
+function simStateDir(name: string): { base: string; dir: string } {
+  const xdg = process.env.XDG_RUNTIME_DIR;
+  const base =
+    xdg !== undefined && path.isAbsolute(xdg)
+      ? path.join(xdg, 'passthru-sim')
+      : path.join(os.tmpdir(), `passthru-sim-${currentUid()}`);
+  return { base, dir: path.join(base, name) };
+}
+
+/** How each runtime's state folder is made safe before the agent uses it. */
+const stateDirPreparers = new WeakMap<Runtime, (create: boolean) => Promise<void>>();
+
+async function prepareStateDir(rt: Runtime, create: boolean): Promise<void> {
+  await stateDirPreparers.get(rt)?.(create);
+}
+
+function checkLogOptions(opts: GlobalOptions): void {
+  // Commander checks the flags' choices; values from the environment arrive unchecked.
+  if (!(LOG_LEVELS as readonly string[]).includes(opts.logLevel))
+    throw new PtError(
+      'PT_ERR_INVALID_ARGUMENT',
+      `log level must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(opts.logLevel)}`,
+    );
+  const format: string = opts.logFormat;
+  if (format !== 'json' && format !== 'pretty')
+    throw new PtError(
+      'PT_ERR_INVALID_ARGUMENT',
+      `log format must be json or pretty, not ${JSON.stringify(format)}`,
+    );
+}
 
 /** The composition root: the only place that builds real adapters. */
 async function makeRuntime(opts: GlobalOptions): Promise<Runtime> {
-  const logger = makeLogger(opts.logLevel, opts.logFormat);
+  checkLogOptions(opts);
+  const logger = await makeLogger(opts.logLevel, opts.logFormat);
   const { names } = await loadPciIds(opts.pciIds);
+  const uid = currentUid();
+  const explicit = (create: boolean, dir: string) => async (): Promise<void> => {
+    const rule = {
+      uid,
+      privateToOwner: false,
+      followSymlink: true,
+      what: '--state-dir',
+      allowRootOwner: !create,
+    };
+    if (create) await ensurePrivateDir(dir, rule);
+    else await checkPrivateDir(dir, rule).catch(ignoreMissing);
+  };
   if (opts.sim !== undefined) {
     const topo = await loadTopology(opts.sim);
-    const sim = new SimKernel(topo, systemClock);
+    let sim: SimKernel;
+    try {
+      sim = new SimKernel(topo, systemClock);
+    } catch (e) {
+      if (isPtError(e)) throw e;
+      // The topology passed validation but the simulated kernel met a shape it cannot model.
+      throw new PtError(
+        'PT_ERR_TOPOLOGY_INVALID',
+        `topology ${topo.name} cannot be simulated: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
     // A simulated host never shares state with the real one.
-    const stateDir = opts.stateDir ?? path.join(os.tmpdir(), 'passthru-sim', topo.name);
-    return {
+    const def = simStateDir(topo.name);
+    const stateDir = opts.stateDir !== undefined ? path.resolve(opts.stateDir) : def.dir;
+    const rt: Runtime = {
       host: sim.port(),
       names,
       sim,
       logger,
       opts,
       stateDir,
-      socket: opts.socket ?? path.join(stateDir, 'agent.sock'),
+      socket:
+        opts.socket !== undefined ? path.resolve(opts.socket) : path.join(stateDir, 'agent.sock'),
     };
+    stateDirPreparers.set(rt, async (create) => {
+      if (opts.stateDir !== undefined) return explicit(create, stateDir)();
+      const rule = {
+        uid,
+        privateToOwner: true,
+        followSymlink: false,
+        what: 'simulated-host folder',
+      };
+      if (!create) {
+        await checkPrivateDir(def.base, rule).catch(ignoreMissing);
+        await checkPrivateDir(def.dir, rule).catch(ignoreMissing);
+        return;
+      }
+      await simBaseDir({ xdgRuntimeDir: process.env.XDG_RUNTIME_DIR, tmpDir: os.tmpdir(), uid });
+      await ensureOneLevel(def.dir, rule);
+    });
+    return rt;
   }
+  const root = path.resolve(opts.root);
   const host = new LinuxHost({ root: opts.root, modprobePath: opts.modprobe });
-  return {
+  // A tree under --root is not the live host: its state and socket live in the tree.
+  const under = (p: string): string => (root === '/' ? p : path.join(root, p));
+  const stateDir =
+    opts.stateDir !== undefined ? path.resolve(opts.stateDir) : under(DEFAULTS.stateDir);
+  const rt: Runtime = {
     host,
     names,
     sim: null,
     logger,
     opts,
-    stateDir: opts.stateDir ?? DEFAULTS.stateDir,
-    socket: opts.socket ?? DEFAULTS.socket,
+    stateDir,
+    socket: opts.socket !== undefined ? path.resolve(opts.socket) : under(DEFAULTS.socket),
   };
+  stateDirPreparers.set(rt, (create) => explicit(create, stateDir)());
+  return rt;
+}
+
+function ignoreMissing(e: unknown): void {
+  if (errnoOf(e) !== 'ENOENT') throw e;
+}
+
+/** An output file the user named (snapshot -o, boot-config): errors with a documented code. */
+async function writeUserFile(file: string, text: string, mode: number): Promise<void> {
+  const st = await fs.lstat(file).catch(() => null);
+  if (st?.isDirectory())
+    throw new PtError('PT_ERR_INVALID_ARGUMENT', `${file} is a directory, not a file to write`);
+  try {
+    await writeFileAtomic(file, text, mode);
+  } catch (e) {
+    if (isPtError(e)) throw e;
+    const errno = errnoOf(e);
+    if (errno === 'EACCES' || errno === 'EPERM')
+      throw new PtError('PT_ERR_PERMISSION', `cannot write ${file}: ${errno}`);
+    if (errno === 'ENOSPC' || errno === 'EIO' || errno === 'EROFS' || errno === 'EDQUOT')
+      throw new PtError('PT_ERR_STORE_IO', `cannot write ${file}: ${errno}`);
+    throw new PtError('PT_ERR_INVALID_ARGUMENT', `cannot write ${file}: ${errno ?? String(e)}`);
+  }
 }
 
 function hostFor(rt: Runtime, tuning: AgentTuning): HostPort {
@@ -64,57 +181,39 @@ function hostFor(rt: Runtime, tuning: AgentTuning): HostPort {
   return new LinuxHost({ root: rt.opts.root, modprobePath: rt.opts.modprobe, uevents: false });
 }
 
+/** The live host's lock lives in /run (tmpfs); simulated hosts and --root trees keep theirs. */
+function processDeps(rt: Runtime, tuning: AgentTuning): AgentProcessDeps {
+  const live = rt.sim === null && path.resolve(rt.opts.root) === '/';
+  return {
+    host: hostFor(rt, tuning),
+    stateDir: rt.stateDir,
+    socket: rt.socket,
+    lockDir: live ? LIVE_LOCK_DIR : undefined,
+    clock: systemClock,
+    logger: rt.logger,
+    names: rt.names,
+    sim: rt.sim,
+    engine: tuning.engine,
+    keeper: tuning.keeper,
+  };
+}
+
 const agentEnv: AgentEnv = {
-  openAgent: (rt, tuning, exclusive) => {
-    if (exclusive === true) acquireStateLock(rt.stateDir);
-    return Promise.resolve(
-      new Agent({
-        host: hostFor(rt, tuning),
-        store: new FileStore(rt.stateDir),
-        history: new FileHistory(rt.stateDir),
-        clock: systemClock,
-        logger: rt.logger,
-        names: rt.names,
-        ...(tuning.engine ? { engine: tuning.engine } : {}),
-        ...(tuning.keeper ? { keeper: tuning.keeper } : {}),
-      }),
-    );
+  openAgent: async (rt, tuning, exclusive) => {
+    await prepareStateDir(rt, exclusive === true);
+    return composeAgent(processDeps(rt, tuning), exclusive === true);
   },
   serveAgent: async (rt, agent, kubernetes) => {
-    const ac = new AbortController();
-    const stop = (): void => {
-      rt.logger.info('stopping');
-      ac.abort();
-    };
-    // Before touching anything: a second agent would fight the first over the same devices.
-    if ((await requestAgent(rt.socket, 'GET', '/v1/status')) !== null) {
-      throw new PtError('PT_ERR_INVALID_ARGUMENT', `an agent is already running on ${rt.socket}`);
-    }
-    acquireStateLock(rt.stateDir);
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    await agent.start();
-    const server = await startControlServer(
-      rt.socket,
-      (m, u, b) => handleRequest(agent, rt.sim, m, u, b),
-      rt.logger,
-    );
-    rt.logger.info(
-      { host: rt.host.description, stateDir: rt.stateDir, socket: rt.socket },
-      'agent running',
-    );
-    const k8s =
+    await prepareStateDir(rt, true);
+    const alongside =
       kubernetes === undefined
-        ? null
-        : kubernetesAdapter(agent, rt.host, rt.names, systemClock, rt.logger, {
-            node: process.env.NODE_NAME,
-            kubeconfig: kubernetes.kubeconfig,
-          });
-    try {
-      await Promise.all([agent.run(ac.signal), k8s?.run(ac.signal)]);
-    } finally {
-      await server.close();
-    }
+        ? undefined
+        : (a: Agent, signal: AbortSignal) =>
+            kubernetesAdapter(a, rt.host, rt.names, systemClock, rt.logger, {
+              node: process.env.NODE_NAME,
+              kubeconfig: kubernetes.kubeconfig,
+            }).run(signal);
+    await serveAgent({ ...processDeps(rt, {}), alongside }, agent);
   },
   requestAgent,
   requireRoot: (rt, what) => {
@@ -126,9 +225,9 @@ const agentEnv: AgentEnv = {
     );
   },
   writeFiles: async (files) => {
-    for (const f of files) await writeFileAtomic(f.path, f.content, f.mode);
+    for (const f of files) await writeUserFile(f.path, f.content, f.mode);
   },
-  agentCommandPath: () => `${process.execPath} ${fileURLToPath(import.meta.url)}`,
+  agentCommand: () => [process.execPath, fileURLToPath(import.meta.url)],
   demo: async (rt, keepRunning) => {
     const topo = await loadTopology(rt.opts.sim ?? 'qemu-guest');
     // Paced like the real kernel under QEMU (real-kernel-lab.md), so the timings mean something.
@@ -143,18 +242,25 @@ const agentEnv: AgentEnv = {
       logger,
       names: rt.names,
     });
-    await agent.start();
+    await agent.start({ loadModules: true });
     const ac = new AbortController();
     const loops = agent.run(ac.signal);
     const realHost = rt.sim ? rt.host : new LinuxHost({ root: rt.opts.root, uevents: false });
     await runDemo({ realHost, sim, agent, clock: systemClock, names: rt.names, out: env.out });
     if (keepRunning) {
-      const socket = path.join(os.tmpdir(), 'passthru-sim', topo.name, 'agent.sock');
-      const server = await startControlServer(
-        socket,
-        (m, u, b) => handleRequest(agent, sim, m, u, b),
-        rt.logger,
-      );
+      const uid = currentUid();
+      const { dir } = simStateDir(topo.name);
+      await simBaseDir({ xdgRuntimeDir: process.env.XDG_RUNTIME_DIR, tmpDir: os.tmpdir(), uid });
+      await ensureOneLevel(dir, {
+        uid,
+        privateToOwner: true,
+        followSymlink: false,
+        what: 'simulated-host folder',
+      });
+      const lifecycle = new AgentLifecycle();
+      lifecycle.running();
+      const api = await buildApiServer({ agent, sim, lifecycle, logger: rt.logger });
+      await api.listenUnix(path.join(dir, 'agent.sock'));
       env.out(
         `\nThe simulated agent keeps running (Ctrl-C stops it). Try:\n  passthru --sim ${topo.name} claim 0000:03:00.0\n  passthru --sim ${topo.name} sim modprobe-r vfio_pci\n  passthru --sim ${topo.name} status\n`,
       );
@@ -162,7 +268,7 @@ const agentEnv: AgentEnv = {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
       });
-      await server.close();
+      await api.close();
     }
     ac.abort();
     await loops;
@@ -174,7 +280,7 @@ const env: CliEnv = {
     process.stdout.write(text);
   },
   makeRuntime,
-  writeOutput: (file, text) => writeFileAtomic(file, text, 0o644),
+  writeOutput: (file, text) => writeUserFile(file, text, 0o644),
   setExitCode: (code) => {
     process.exitCode = code;
   },

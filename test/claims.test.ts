@@ -66,18 +66,24 @@ test('release restores the original driver, also after an agent restart', async 
   );
 });
 
-test('a device that had no driver is released to no driver; a missing original driver is said plainly', async () => {
+test('a device that had no driver is released to no driver; while the original driver is not loaded the release stays pending and the ledger keeps e1000e', async () => {
   const r = await rig(labTopology(), { run: false });
   await r.agent.claim([EDU, A], once);
   assert.equal(r.kernel.driverOf(EDU), 'vfio-pci');
   const [e] = await r.agent.release([EDU]);
-  assert.equal(e?.driver, null);
-  assert.equal(e.note, undefined);
+  assert.equal(e?.state, 'released');
+  assert.equal(e.driver, null);
   assert.equal(r.kernel.driverOf(EDU), null);
   r.kernel.rmmod('e1000e');
   const [a] = await r.agent.release([A]);
-  assert.equal(a?.driver, null);
-  assert.match(a.note ?? '', /e1000e is not loaded; the device stays without a driver/);
+  assert.equal(a?.state, 'failed');
+  assert.equal(a.code, 'PT_ERR_RELEASE_FAILED');
+  assert.match(a.message ?? '', /e1000e is not loaded/);
+  assert.equal(r.agent.engine.ledger[A]?.originalDriver, 'e1000e', 'the ledger still owes e1000e');
+  r.kernel.modprobe('e1000e');
+  await r.agent.engine.reconcile([A]);
+  assert.equal(r.kernel.driverOf(A), 'e1000e');
+  assert.equal(r.agent.engine.ledger[A], undefined, 'entry dropped once e1000e has it back');
 });
 
 test('unbind EBUSY: the bind fails, rolls back to the original driver, and is retried with backoff', async () => {
@@ -96,14 +102,21 @@ test('unbind EBUSY: the bind fails, rolls back to the original driver, and is re
   await stop(r);
 });
 
-test('a blocking unbind times out (PT_ERR_UNBIND_TIMEOUT) and the claim converges once released', async () => {
+test('a blocking unbind times out (PT_ERR_UNBIND_TIMEOUT): the claim is busy, no further write reaches the device while the unbind is pending, and it converges once released', async () => {
   const r = await rig(labTopology());
   r.kernel.blockUnbind(A);
   const pending = r.agent.claim([A], once);
   await r.clock.advance(10_000);
   const [st] = await pending;
   assert.equal(st?.code, 'PT_ERR_UNBIND_TIMEOUT');
-  assert.equal(st.state, 'error');
+  assert.equal(st.state, 'busy');
+  assert.match(st.message ?? '', /unbind \(e1000e\) pending in the kernel for 10 s/);
+  const writesTo = (): number => r.kernel.calls.filter((c) => c.address === A).length;
+  const before = writesTo();
+  await r.clock.advance(30_000);
+  assert.equal(writesTo(), before, 'nothing issued to a device with a pending unbind');
+  const status = await r.agent.status();
+  assert.equal(status.busy[0]?.address, A);
   r.kernel.releaseUnbind(A);
   await r.clock.advanceUntil(() => onVfio(r.kernel, [A]), 10_000, 100);
   assert.ok(onVfio(r.kernel, [A]));
@@ -205,12 +218,13 @@ test('bad addresses are rejected before anything is read or written', async () =
   assert.equal((await r.store.load()).generation, gen);
 });
 
-test('claiming an absent device reports missing and binds when it appears', async () => {
+test('claiming an absent device reports missing (PT_ERR_DEVICE_NOT_FOUND) and stores the claim', async () => {
   const r = await rig(labTopology(), { run: false });
   const ghost = parseAddresses(['0000:0a:00.0'])[0]!;
   const [st] = await r.agent.claim([ghost], once);
   assert.equal(st?.state, 'missing');
   assert.equal(st.code, 'PT_ERR_DEVICE_NOT_FOUND');
+  assert.ok((await r.store.load()).claims[ghost], 'stored, to be bound when it appears');
 });
 
 test('drift: someone unbinds a claimed device; the keeper notices and the engine re-binds', async () => {
@@ -280,7 +294,7 @@ test('history: append-only JSON lines, rotated past the size limit, a torn line 
   const { FileHistory } = await import('../src/state/file-history.js');
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pt-hist-'));
   try {
-    const h = new FileHistory(dir, 400, 2);
+    const h = new FileHistory(dir, { maxBytes: 400, keep: 2 });
     for (let i = 0; i < 20; i++) await h.append({ type: 'claim.removed', at: i, address: A });
     const files = (await fs.readdir(dir)).sort();
     assert.deepEqual(files, ['history.jsonl', 'history.jsonl.1', 'history.jsonl.2']);
@@ -297,37 +311,24 @@ test('history: append-only JSON lines, rotated past the size limit, a torn line 
   }
 });
 
-test('state lock: a live owner is refused with its pid, a stale lock is taken over and released', async () => {
-  const { acquireStateLock } = await import('../src/state/file-lock.js');
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pt-lock-'));
-  try {
-    const file = path.join(dir, 'state.lock');
-    await fs.writeFile(file, '1\n'); // pid 1 is always alive
-    assert.throws(
-      () => acquireStateLock(dir),
-      (e: unknown) =>
-        e instanceof PtError && e.code === 'PT_ERR_STORE_IO' && /pid 1\b/.test(e.message),
-    );
-    await fs.writeFile(file, '2147483646\n'); // no such process
-    const release = acquireStateLock(dir);
-    assert.equal((await fs.readFile(file, 'utf8')).trim(), String(process.pid));
-    release();
-    await assert.rejects(fs.stat(file));
-  } finally {
-    await fs.rm(dir, { recursive: true, force: true });
-  }
-});
-
 test('a group companion stays on vfio-pci while its claim exists, even if the claimed function vanishes', async () => {
   const r = await rig(labTopology(), { run: false });
   await r.agent.claim([MF0], { withGroup: true, force: false });
   r.kernel.unplug(MF0);
-  const pass = await r.agent.engine.reconcile();
-  assert.equal(pass.claims[0]?.state, 'missing');
+  await r.agent.engine.reconcile([MF0]);
+  assert.equal(r.agent.engine.claimStatuses()[0]?.state, 'missing');
   assert.equal(r.kernel.driverOf(MF1), 'vfio-pci', 'not handed back to e1000 behind the claim');
   const out = await r.agent.release([MF0]);
   assert.deepEqual(
-    out.map((o) => [o.address, o.driver]),
-    [[MF1, 'e1000']],
+    out.map((o) => [o.address, o.state, o.driver]),
+    [
+      [MF0, 'pending', null],
+      [MF1, 'released', 'e1000'],
+    ],
+  );
+  assert.equal(
+    r.agent.engine.ledger[MF0]?.originalDriver,
+    'e1000',
+    'absent device keeps its entry',
   );
 });

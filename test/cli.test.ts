@@ -10,7 +10,7 @@ import { errorCodes, PtError } from '../src/errors.js';
 import { ManualClock } from '../src/host/clock.js';
 import { loadPciIds, loadTopology } from '../src/host/files.js';
 import { SimKernel } from '../src/host/sim/kernel.js';
-import { validateTopology } from '../src/host/sim/topology.js';
+import { validateTopology } from '../src/topology/format.js';
 import { MemoryHistory } from '../src/state/history.js';
 import { MemoryStore } from '../src/state/model.js';
 import { silentLogger } from '../src/util/logger.js';
@@ -26,6 +26,8 @@ async function run(
   args: string[],
   topology = 'qemu-guest',
   store = new MemoryStore(),
+  /** false: the runtime looks like a tree under --root (boot-config refuses --sim). */
+  asSim = true,
 ): Promise<Run> {
   const { names } = await loadPciIds();
   const kernel = new SimKernel(await loadTopology(topology), new ManualClock(1_000));
@@ -51,7 +53,7 @@ async function run(
       files.push(...f);
       return Promise.resolve();
     },
-    agentCommandPath: () => '/usr/bin/node /opt/passthru/dist/src/main.js',
+    agentCommand: () => ['/usr/bin/node', '/opt/passthru/dist/src/main.js'],
     demo: () => Promise.resolve(),
   };
   const env: CliEnv = {
@@ -62,7 +64,7 @@ async function run(
       Promise.resolve({
         host: kernel.port(),
         names,
-        sim: kernel,
+        sim: asSim ? kernel : null,
         logger: silentLogger(),
         opts,
         stateDir: '/tmp/x',
@@ -212,16 +214,16 @@ test('status without an agent reads and changes nothing', async () => {
 test('boot-config: modules-load.d with the kernel vfio set, softdeps for claimed drivers, a unit', async () => {
   const store = new MemoryStore();
   await run(['claim', '0000:01:00.0'], 'qemu-guest', store);
-  const r = await run(['boot-config'], 'qemu-guest', store);
+  const r = await run(['boot-config'], 'qemu-guest', store, false);
   const by = (p: string): string => r.files.find((f) => f.path.endsWith(p))?.content ?? '';
   assert.match(by('modules-load.d/passthru-vfio.conf'), /^vfio_pci$/m);
   assert.match(by('modules-load.d/passthru-vfio.conf'), /^vfio_virqfd$/m);
   assert.match(by('modprobe.d/passthru-vfio.conf'), /^softdep e1000e pre: vfio-pci$/m);
   assert.match(
     by('passthru-agent.service'),
-    /ExecStart=\/usr\/bin\/node \/opt\/passthru\/dist\/src\/main\.js agent --state-dir \/tmp\/x/,
+    /ExecStart="\/usr\/bin\/node" "\/opt\/passthru\/dist\/src\/main\.js" "agent" "--state-dir" "\/tmp\/x"/,
   );
-  const dry = await run(['boot-config', '--dry-run'], 'qemu-guest', store);
+  const dry = await run(['boot-config', '--dry-run'], 'qemu-guest', store, false);
   assert.equal(dry.files.length, 0);
   assert.match(dry.out, /# \/etc\/modules-load.d\/passthru-vfio.conf/);
 });

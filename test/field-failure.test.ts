@@ -183,9 +183,7 @@ test('keeper backoff: exponential, capped, jittered within [50%, 100%]', () => {
     clock: new ManualClock(),
     bus: new EventBus(),
     logger: silentLogger(),
-    expected: () => [],
-    reconcile: () => Promise.resolve(),
-    trigger: () => undefined,
+    publish: () => undefined,
     random: () => randoms[x++ % randoms.length] ?? 0,
     options: { backoffBaseMs: 200, backoffCapMs: 30_000 },
   });

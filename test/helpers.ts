@@ -2,7 +2,7 @@ import { Agent, type AgentDeps } from '../src/agent/agent.js';
 import { ManualClock } from '../src/host/clock.js';
 import type { HostPort } from '../src/host/port.js';
 import { SimKernel } from '../src/host/sim/kernel.js';
-import { TOPOLOGY_FORMAT, type Topology } from '../src/host/sim/topology.js';
+import { TOPOLOGY_FORMAT, type Topology } from '../src/topology/format.js';
 import { parsePciAddress, type PciAddress } from '../src/pci/address.js';
 import type { DomainEvent } from '../src/events/events.js';
 import { MemoryHistory } from '../src/state/history.js';
@@ -131,7 +131,7 @@ export async function rig(topo: Topology = labTopology(), opts: RigOptions = {})
   if (opts.uevents === false) host = pollingOnly(host);
   if (opts.wrap) host = opts.wrap(host, kernel);
   const { agent, history } = makeAgent(kernel, clock, store, host);
-  await agent.start();
+  await agent.start({ loadModules: opts.run !== false });
   const ac = new AbortController();
   const running = opts.run === false ? null : agent.run(ac.signal);
   return { clock, kernel, store, history, agent, ac, running };

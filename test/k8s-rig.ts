@@ -7,7 +7,7 @@ import { silentLogger } from '../src/util/logger.js';
 import { kubeconfigText, startFake } from './fake-apiserver/load.js';
 import type { FakeApiServer } from './fake-apiserver/server.js';
 import { labTopology, rig, stop, type Rig } from './helpers.js';
-import type { Topology } from '../src/host/sim/topology.js';
+import type { Topology } from '../src/topology/format.js';
 import type { StateStore } from '../src/state/model.js';
 
 export const NODE = 'node1';

@@ -5,10 +5,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { errnoOf } from '../src/errors.js';
 import { loadTopology } from '../src/host/files.js';
-import { LinuxHost, parseProcModules } from '../src/host/linux.js';
+import { LinuxHost } from '../src/host/linux/host.js';
+import { parseProcModules } from '../src/host/linux/modules.js';
 import { writeSysfsTree } from '../src/host/sysfs-tree.js';
 import { parsePciAddress } from '../src/pci/address.js';
-import { parseUeventStream } from '../src/host/uevent.js';
+import { parseUeventStream } from '../src/host/linux/uevents.js';
 import type { Uevent } from '../src/host/port.js';
 
 async function tree(): Promise<string> {
@@ -16,55 +17,6 @@ async function tree(): Promise<string> {
   await writeSysfsTree(await loadTopology('qemu-guest'), root);
   return root;
 }
-
-async function link(root: string, target: string, at: string): Promise<void> {
-  await fs.mkdir(path.dirname(path.join(root, at)), { recursive: true });
-  await fs.symlink(
-    path.relative(path.dirname(path.join(root, at)), path.join(root, target)),
-    path.join(root, at),
-  );
-}
-
-test('hostUses finds the root 9p share even when its mount is invisible, mounted disks and the default-route NIC behind a bridge', async () => {
-  const root = await tree();
-  try {
-    const pci = 'sys/devices/pci0000:00';
-    // The 9p device under the overlay root (its own mount is not in this namespace).
-    await fs.mkdir(path.join(root, pci, '0000:00:02.0/virtio0'), { recursive: true });
-    await fs.writeFile(path.join(root, pci, '0000:00:02.0/virtio0/mount_tag'), 'hostfs\0');
-    await fs.mkdir(path.join(root, 'sys/bus/virtio/drivers/9pnet_virtio'), { recursive: true });
-    await link(root, 'sys/bus/virtio/drivers/9pnet_virtio', `${pci}/0000:00:02.0/virtio0/driver`);
-    await link(root, `${pci}/0000:00:02.0/virtio0`, 'sys/bus/virtio/devices/virtio0');
-    // A partition of the nvme behind root port 00:01.3 is mounted at /boot.
-    const part = `${pci}/0000:00:01.3/0000:04:00.0/nvme/nvme0/nvme0n1/nvme0n1p2`;
-    await fs.mkdir(path.join(root, part), { recursive: true });
-    await link(root, part, 'sys/class/block/nvme0n1p2');
-    // The default route leaves through br0, whose port is the NIC at 01:00.0.
-    await fs.mkdir(path.join(root, 'sys/class/net/br0/brif/eth0'), { recursive: true });
-    await fs.mkdir(path.join(root, 'sys/class/net/eth0'), { recursive: true });
-    await link(root, `${pci}/0000:00:01.0/0000:01:00.0`, 'sys/class/net/eth0/device');
-    await fs.mkdir(path.join(root, 'proc/net'), { recursive: true });
-    await fs.writeFile(
-      path.join(root, 'proc/mounts'),
-      'overlay / overlay rw,lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work 0 0\n/dev/nvme0n1p2 /boot ext4 rw 0 0\nproc /proc proc rw 0 0\n',
-    );
-    await fs.writeFile(
-      path.join(root, 'proc/net/route'),
-      'Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\nbr0\t00000000\t0102A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n',
-    );
-    const uses = await new LinuxHost({ root, uevents: false }).hostUses();
-    const has = (addr: string, re: RegExp): boolean =>
-      uses.some((u) => u.address === addr && re.test(u.use));
-    assert.ok(has('0000:00:02.0', /9p share "hostfs"/), JSON.stringify(uses));
-    assert.ok(has('0000:04:00.0', /filesystem mounted at \/boot/));
-    assert.ok(
-      has('0000:01:00.0', /br0 carries the default route|eth0 carries the default route|br0/),
-    );
-    assert.ok(!uses.some((u) => u.address === '0000:02:00.0'));
-  } finally {
-    await fs.rm(root, { recursive: true, force: true });
-  }
-});
 
 test('LinuxHost on a tree: writes only to existing attributes, unbind without a driver is ENODEV, no module loading', async () => {
   const root = await tree();

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { LinuxHost } from '../src/host/linux.js';
+import { LinuxHost } from '../src/host/linux/host.js';
 import { loadPciIds, loadTopology, listShippedTopologies } from '../src/host/files.js';
 import { writeSysfsTree } from '../src/host/sysfs-tree.js';
 import { discover } from '../src/pci/discovery.js';

@@ -1,154 +1,279 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PtError, SysError, errnoOf, errorCodes, isPtError } from '../errors.js';
+import type { BusHealth } from '../events/events.js';
 import type { SimKernel, SimWriteOp } from '../host/sim/kernel.js';
 import { parsePciAddress, type PciAddress } from '../pci/address.js';
-import { parseAddresses, type Agent } from './agent.js';
+import type { HistoryHealth } from '../state/history.js';
+import type { Logger } from '../util/logger.js';
+import { parseAddresses, type Agent, type AgentStatus } from './agent.js';
+import {
+  claimBody,
+  releaseBody,
+  simAvailableBody,
+  simDeviceBody,
+  simFailLoadBody,
+  simFailWriteBody,
+  simModuleBody,
+  simRmmodBody,
+} from './api-schemas.js';
 
-export interface ApiResponse {
-  status: number;
-  body: unknown;
+/**
+ * Where the agent is in its life: `starting` from the moment the socket opens until the first
+ * reconcile (Agent.start) has finished, `running` after, `stopping` once a signal came.
+ */
+export type AgentPhase = 'starting' | 'running' | 'stopping';
+
+/** Tracks the phase; writes that arrive while starting wait for the start to finish. */
+export class AgentLifecycle {
+  private current: AgentPhase = 'starting';
+  private resolveReady!: () => void;
+  private rejectReady!: (e: unknown) => void;
+  readonly ready: Promise<void>;
+
+  constructor() {
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    // A failed start ends the process; no request should see an unhandled rejection meanwhile.
+    this.ready.catch(() => undefined);
+  }
+
+  get phase(): AgentPhase {
+    return this.current;
+  }
+
+  running(): void {
+    this.current = 'running';
+    this.resolveReady();
+  }
+
+  failed(e: unknown): void {
+    this.current = 'stopping';
+    this.rejectReady(e);
+  }
+
+  stopping(): void {
+    this.current = 'stopping';
+    this.resolveReady();
+  }
+}
+
+export interface ApiContext {
+  agent: Agent;
+  /** The simulated kernel under an agent started with --sim: only then /v1/sim/* exist. */
+  sim: SimKernel | null;
+  lifecycle: AgentLifecycle;
+  /** The history the agent writes to, for its write failures in status. */
+  history?: { health(): HistoryHealth };
+  logger: Logger;
+}
+
+/** `GET /v1/status`: the agent's status plus its phase and the failures it did not hide. */
+export type ApiStatus = { phase: AgentPhase; problems: ApiProblems } & Partial<AgentStatus>;
+
+export interface ApiProblems {
+  history: HistoryHealth;
+  events: BusHealth;
+}
+
+/** The error body every route answers with, and its HTTP status (docs/errors.md). */
+export function errorReply(e: unknown): { status: number; body: { error: unknown } } {
+  if (isPtError(e)) return { status: errorCodes[e.code].http, body: { error: e.toJSON() } };
+  const errno = errnoOf(e);
+  if (e instanceof SysError && errno !== undefined) {
+    // The (simulated) kernel said no, as rmmod of a module in use does: not a bug of ours.
+    const refused = new PtError('PT_ERR_KERNEL_REFUSED', e.message, { details: { errno } });
+    return { status: errorCodes[refused.code].http, body: { error: refused.toJSON() } };
+  }
+  const message = e instanceof Error ? e.message : String(e);
+  return {
+    status: 500,
+    body: { error: { code: 'PT_ERR_INTERNAL', message, ...(errno ? { errno } : {}) } },
+  };
+}
+
+/** fastify's own refusals (body limit, bad JSON, schema) in the project's error shape. */
+function frameworkError(e: FastifyError): PtError | null {
+  if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || e.statusCode === 413)
+    return new PtError('PT_ERR_REQUEST_TOO_LARGE', 'request body is over the 64 KiB limit');
+  if (e.validation !== undefined)
+    return new PtError('PT_ERR_INVALID_ARGUMENT', `request ${e.message}`);
+  if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500)
+    return new PtError('PT_ERR_INVALID_ARGUMENT', e.message);
+  return null;
+}
+
+interface ClaimRequest {
+  addresses: string[];
+  withGroup?: boolean;
+  force?: boolean;
+  acceptChange?: boolean;
+  source?: 'cli' | 'api';
+}
+interface ReleaseRequest {
+  addresses: string[];
+  wait?: boolean;
+  abandon?: boolean;
+}
+interface ModuleRequest {
+  module: string;
+  linger?: boolean;
+  times?: number;
+}
+interface FailWriteRequest {
+  op: SimWriteOp;
+  errno: string;
+  address?: string;
+  times?: number;
 }
 
 /**
- * The agent's API as plain request -> response, independent of the transport: the local
- * control socket serves it today, the HTTP API will serve the same routes. Documented in
- * docs/api.md.
+ * The agent's API as fastify routes, independent of the transport: the control socket serves
+ * it, and the same app can listen on TCP for the HTTP API. Only the routes below exist;
+ * anything else is 404 PT_ERR_NO_ROUTE. Documented in docs/api.md.
  */
-export async function handleRequest(
-  agent: Agent,
-  sim: SimKernel | null,
-  method: string,
-  url: string,
-  body: unknown,
-): Promise<ApiResponse> {
-  try {
-    return await route(agent, sim, method, url, body);
-  } catch (e) {
-    if (isPtError(e)) return { status: errorCodes[e.code].http, body: { error: e.toJSON() } };
-    const errno = errnoOf(e);
-    if (e instanceof SysError && errno !== undefined) {
-      // The (simulated) kernel said no, as rmmod of a module in use does: not a bug of ours.
-      const refused = new PtError('PT_ERR_KERNEL_REFUSED', e.message, { details: { errno } });
-      return { status: errorCodes[refused.code].http, body: { error: refused.toJSON() } };
-    }
-    const message = e instanceof Error ? e.message : String(e);
-    return {
-      status: 500,
-      body: { error: { code: 'PT_ERR_INTERNAL', message, ...(errno ? { errno } : {}) } },
+export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const { agent, sim, lifecycle } = ctx;
+
+  app.setErrorHandler((e: FastifyError, _req: FastifyRequest, reply: FastifyReply) => {
+    const mapped = frameworkError(e);
+    const r = errorReply(mapped ?? e);
+    if (r.status >= 500 && !isPtError(e))
+      ctx.logger.error({ err: e.message, stack: e.stack }, 'request failed');
+    return reply.code(r.status).send(r.body);
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0] ?? '';
+    const hint =
+      path.startsWith('/v1/sim/') && sim === null
+        ? ': the agent is not running on a simulated kernel (--sim)'
+        : '';
+    const r = errorReply(new PtError('PT_ERR_NO_ROUTE', `no route ${req.method} ${path}${hint}`));
+    return reply.code(r.status).send(r.body);
+  });
+
+  app.get('/v1/health', () => ({ phase: lifecycle.phase }));
+
+  app.get('/v1/status', async (): Promise<ApiStatus> => {
+    const problems: ApiProblems = {
+      history: ctx.history?.health() ?? { writeErrors: 0, lastError: null },
+      events: agent.bus.health(),
     };
-  }
-}
+    if (lifecycle.phase === 'starting') {
+      // The store may not be loaded yet: report what is known without waiting for the start.
+      try {
+        return { ...(await agent.status()), phase: 'starting', problems };
+      } catch {
+        return { phase: 'starting', problems };
+      }
+    }
+    return { ...(await agent.status()), phase: lifecycle.phase, problems };
+  });
 
-function obj(body: unknown): Record<string, unknown> {
-  if (body === undefined || body === null) return {};
-  if (typeof body !== 'object' || Array.isArray(body))
-    throw new PtError('PT_ERR_INVALID_ARGUMENT', 'request body must be a JSON object');
-  return body as Record<string, unknown>;
-}
-
-function str(b: Record<string, unknown>, key: string): string {
-  const v = b[key];
-  if (typeof v !== 'string' || v === '')
-    throw new PtError('PT_ERR_INVALID_ARGUMENT', `${key} must be a non-empty string`);
-  return v;
-}
-
-const SIM_WRITE_OPS: readonly SimWriteOp[] = [
-  'driver_override',
-  'sriov_numvfs',
-  'remove',
-  'unbind',
-  'bind',
-  'drivers_probe',
-  'rescan',
-];
-
-async function route(
-  agent: Agent,
-  sim: SimKernel | null,
-  method: string,
-  url: string,
-  body: unknown,
-): Promise<ApiResponse> {
-  const path = url.split('?')[0] ?? '';
-  if (method === 'GET' && path === '/v1/status') return { status: 200, body: await agent.status() };
-  if (method === 'POST' && path === '/v1/claims') {
-    const b = obj(body);
+  app.post('/v1/claims', { schema: { body: claimBody } }, async (req) => {
+    const b = req.body as ClaimRequest;
     const addresses = parseAddresses(b.addresses);
+    await lifecycle.ready;
     const claims = await agent.claim(addresses, {
       withGroup: b.withGroup === true,
       force: b.force === true,
+      acceptChange: b.acceptChange === true,
+      source: b.source ?? 'api',
     });
-    return { status: 200, body: { claims } };
+    return { claims };
+  });
+
+  app.post('/v1/release', { schema: { body: releaseBody } }, async (req) => {
+    const b = req.body as ReleaseRequest;
+    const addresses = parseAddresses(b.addresses);
+    await lifecycle.ready;
+    return {
+      released: await agent.release(addresses, {
+        wait: b.wait === true,
+        abandon: b.abandon === true,
+      }),
+    };
+  });
+
+  if (sim !== null) registerSimRoutes(app, sim);
+}
+
+/** Pokes of the simulated kernel: registered only on agents started with --sim. */
+function registerSimRoutes(app: FastifyInstance, sim: SimKernel): void {
+  app.get('/v1/sim/state', () => sim.toTopology());
+  const moduleBody = (req: FastifyRequest): ModuleRequest => req.body as ModuleRequest;
+
+  app.post('/v1/sim/rmmod', { schema: { body: simRmmodBody } }, (req) => {
+    const b = moduleBody(req);
+    sim.rmmod(b.module, { linger: b.linger === true });
+    return { removed: [b.module] };
+  });
+  app.post('/v1/sim/modprobe-r', { schema: { body: simModuleBody } }, (req) => ({
+    removed: sim.modprobeRemove(moduleBody(req).module),
+  }));
+  app.post('/v1/sim/modprobe', { schema: { body: simModuleBody } }, (req) => {
+    const m = moduleBody(req).module;
+    sim.modprobe(m);
+    return { loaded: m };
+  });
+  for (const op of ['available', 'unavailable'] as const) {
+    app.post(`/v1/sim/${op}`, { schema: { body: simAvailableBody } }, (req) => {
+      sim.setModuleAvailable(moduleBody(req).module, op === 'available');
+      return {};
+    });
   }
-  if (method === 'POST' && path === '/v1/release') {
-    const addresses = parseAddresses(obj(body).addresses);
-    return { status: 200, body: { released: await agent.release(addresses) } };
+  app.post('/v1/sim/fail-load', { schema: { body: simFailLoadBody } }, (req) => {
+    const b = moduleBody(req);
+    sim.failModuleLoads(b.module, b.times ?? 1);
+    return {};
+  });
+  app.post('/v1/sim/fail-write', { schema: { body: simFailWriteBody } }, (req) => {
+    const b = req.body as FailWriteRequest;
+    const opts: { address?: PciAddress; times?: number } = {};
+    if (b.address !== undefined) opts.address = parsePciAddress(b.address);
+    if (b.times !== undefined) opts.times = b.times;
+    sim.failWrites(b.op, b.errno, opts);
+    return {};
+  });
+  // Pokes that act on one device.
+  const onDevice: [string, (a: PciAddress) => void][] = [
+    [
+      'unplug',
+      (a) => {
+        sim.unplug(a);
+      },
+    ],
+    [
+      'vm-open',
+      (a) => {
+        sim.openDevice(a);
+      },
+    ],
+    [
+      'vm-close',
+      (a) => {
+        sim.closeDevice(a);
+      },
+    ],
+    [
+      'block-unbind',
+      (a) => {
+        sim.blockUnbind(a);
+      },
+    ],
+    [
+      'release-unbind',
+      (a) => {
+        sim.releaseUnbind(a);
+      },
+    ],
+  ];
+  for (const [name, poke] of onDevice) {
+    app.post(`/v1/sim/${name}`, { schema: { body: simDeviceBody } }, (req) => {
+      poke(parsePciAddress((req.body as { address: string }).address));
+      return {};
+    });
   }
-  if (path.startsWith('/v1/sim/')) {
-    if (!sim)
-      throw new PtError(
-        'PT_ERR_INVALID_ARGUMENT',
-        'the agent is not running on a simulated kernel (--sim)',
-      );
-    const op = path.slice('/v1/sim/'.length);
-    if (method === 'GET' && op === 'state') return { status: 200, body: sim.toTopology() };
-    if (method !== 'POST')
-      throw new PtError('PT_ERR_INVALID_ARGUMENT', `no route ${method} ${path}`);
-    const b = obj(body);
-    switch (op) {
-      case 'rmmod':
-        sim.rmmod(str(b, 'module'), { linger: b.linger === true });
-        return { status: 200, body: { removed: [str(b, 'module')] } };
-      case 'modprobe-r':
-        return { status: 200, body: { removed: sim.modprobeRemove(str(b, 'module')) } };
-      case 'modprobe':
-        sim.modprobe(str(b, 'module'));
-        return { status: 200, body: { loaded: str(b, 'module') } };
-      case 'available':
-      case 'unavailable':
-        sim.setModuleAvailable(str(b, 'module'), op === 'available');
-        return { status: 200, body: {} };
-      case 'fail-load':
-        sim.failModuleLoads(str(b, 'module'), typeof b.times === 'number' ? b.times : 1);
-        return { status: 200, body: {} };
-      case 'fail-write': {
-        const wop = str(b, 'op');
-        if (!SIM_WRITE_OPS.includes(wop as SimWriteOp))
-          throw new PtError(
-            'PT_ERR_INVALID_ARGUMENT',
-            `op must be one of ${SIM_WRITE_OPS.join(', ')}`,
-          );
-        const opts: { address?: ReturnType<typeof parsePciAddress>; times?: number } = {};
-        if (b.address !== undefined) opts.address = parsePciAddress(b.address);
-        if (typeof b.times === 'number') opts.times = b.times;
-        sim.failWrites(wop as SimWriteOp, str(b, 'errno'), opts);
-        return { status: 200, body: {} };
-      }
-      default: {
-        // Pokes that act on one device.
-        const onDevice: Record<string, (a: PciAddress) => void> = {
-          unplug: (a) => {
-            sim.unplug(a);
-          },
-          'vm-open': (a) => {
-            sim.openDevice(a);
-          },
-          'vm-close': (a) => {
-            sim.closeDevice(a);
-          },
-          'block-unbind': (a) => {
-            sim.blockUnbind(a);
-          },
-          'release-unbind': (a) => {
-            sim.releaseUnbind(a);
-          },
-        };
-        const poke = onDevice[op];
-        if (!poke) break;
-        poke(parsePciAddress(b.address));
-        return { status: 200, body: {} };
-      }
-    }
-  }
-  throw new PtError('PT_ERR_INVALID_ARGUMENT', `no route ${method} ${path}`);
 }

@@ -2,68 +2,147 @@ import * as fs from 'node:fs/promises';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { PtError, errnoOf } from '../errors.js';
+import { ensurePrivateDir, currentUid } from '../state/file-private-dir.js';
 import type { Logger } from '../util/logger.js';
-import type { ApiResponse } from './routes.js';
+import { registerRoutes, type ApiContext } from './routes.js';
 
-export type Handler = (method: string, url: string, body: unknown) => Promise<ApiResponse>;
+export const API_LIMITS = {
+  /** Bodies are a few hundred bytes; 4096 addresses fit. Larger ones get 413. */
+  bodyLimit: 64 * 1024,
+  /** Requests handled at once (pipelined ones count); more get 503 PT_ERR_AGENT_BUSY. */
+  maxInFlight: 32,
+  /** Time to send the headers, and the whole request, before the server closes the connection. */
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+} as const;
 
-const MAX_BODY = 64 * 1024;
+export interface ApiServer {
+  /** The fastify app: `inject()` in tests; routes and hooks are shared by every listener. */
+  app: FastifyInstance;
+  /** Serves the app on a unix socket (the control socket). */
+  listenUnix(socketPath: string): Promise<Listener>;
+  /** Every listener closed, then the app. */
+  close(): Promise<void>;
+}
+
+export interface Listener {
+  close(): Promise<void>;
+}
 
 /**
- * The agent's control socket: HTTP/1.1 over a unix socket in a 0700 directory, the socket
- * itself 0600, so only root (the owner) can use it.
+ * The agent's API as one fastify app. fastify creates no server of its own here
+ * (serverFactory hands back its request handler), so one app can serve several listeners:
+ * the unix control socket now, a TCP port for the HTTP API later.
  */
-export async function startControlServer(
-  socketPath: string,
-  handler: Handler,
-  logger: Logger,
-): Promise<{ close: () => Promise<void> }> {
-  const log = logger.child({ component: 'control' });
-  await fs.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o700 });
-  if (await isListening(socketPath)) {
-    throw new PtError(
-      'PT_ERR_INVALID_ARGUMENT',
-      `another agent is already listening on ${socketPath}`,
-    );
-  }
-  await fs.rm(socketPath, { force: true });
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) {
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => {
-      void (async () => {
-        let body: unknown;
-        try {
-          body = chunks.length > 0 ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined;
-        } catch {
-          send(res, {
-            status: 400,
-            body: { error: { code: 'PT_ERR_INVALID_ARGUMENT', message: 'body is not JSON' } },
-          });
-          return;
-        }
-        const r = await handler(req.method ?? 'GET', req.url ?? '/', body);
-        log.debug({ method: req.method, url: req.url, status: r.status }, 'request');
-        send(res, r);
-      })();
-    });
+export async function buildApiServer(
+  ctx: ApiContext,
+  limits: Partial<typeof API_LIMITS> = {},
+): Promise<ApiServer> {
+  const lim = { ...API_LIMITS, ...limits };
+  const log = ctx.logger.child({ component: 'api' });
+  let handler: http.RequestListener | null = null;
+  const app = Fastify({
+    bodyLimit: lim.bodyLimit,
+    // Never coerce ("force": "true" is not true) nor drop unknown fields silently.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    serverFactory: (h) => {
+      handler = h;
+      // Never listened on: each listener below gets its own server with the same handler.
+      return http.createServer();
+    },
   });
+  let inFlight = 0;
+  app.addHook('onRequest', async (req, reply) => {
+    if (inFlight >= lim.maxInFlight) {
+      return reply.code(503).send({
+        error: new PtError(
+          'PT_ERR_AGENT_BUSY',
+          `the agent is serving ${inFlight} requests already; retry`,
+        ).toJSON(),
+      });
+    }
+    inFlight++;
+    // 'close' fires when the answer is sent and when the client goes away first.
+    reply.raw.once('close', () => {
+      inFlight--;
+    });
+    log.debug({ method: req.method, url: req.url }, 'request');
+    return undefined;
+  });
+  registerRoutes(app, ctx);
+  await app.ready();
+  const requestHandler = handler as http.RequestListener | null;
+  if (requestHandler === null) throw new Error('fastify did not call serverFactory');
+
+  const listeners = new Set<Listener>();
+  const newServer = (): http.Server => {
+    const server = http.createServer(requestHandler);
+    server.headersTimeout = lim.headersTimeoutMs;
+    server.requestTimeout = lim.requestTimeoutMs;
+    server.keepAliveTimeout = lim.keepAliveTimeoutMs;
+    // A claim may take as long as its binds do: no idle timeout while a handler works.
+    server.timeout = 0;
+    return server;
+  };
+
+  return {
+    app,
+    listenUnix: async (socketPath) => {
+      const l = await listenUnix(newServer(), socketPath, log);
+      const tracked: Listener = {
+        close: async () => {
+          listeners.delete(tracked);
+          await l.close();
+        },
+      };
+      listeners.add(tracked);
+      return tracked;
+    },
+    close: async () => {
+      for (const l of [...listeners]) await l.close();
+      await app.close();
+    },
+  };
+}
+
+/**
+ * The control socket. Its folder must be ours and private (0700): it is created so, and an
+ * existing one is checked, because whoever can write there can replace the socket. A file in
+ * the socket's place is removed only when it is a socket nobody listens on (never a state
+ * file named by mistake). The socket is created 0600 (umask around the synchronous bind).
+ */
+async function listenUnix(server: http.Server, socketPath: string, log: Logger): Promise<Listener> {
+  const dir = path.dirname(path.resolve(socketPath));
+  await ensurePrivateDir(dir, {
+    uid: currentUid(),
+    privateToOwner: true,
+    followSymlink: true,
+    what: 'socket folder',
+  });
+  await removeStaleSocket(socketPath);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(socketPath, () => {
-      resolve();
+    server.once('error', (e) => {
+      reject(
+        errnoOf(e) === 'EADDRINUSE'
+          ? new PtError('PT_ERR_INVALID_ARGUMENT', `${socketPath} is in use`)
+          : e,
+      );
     });
+    // net.Server.listen binds a unix socket synchronously, so the umask covers exactly the
+    // creation of the socket file and nothing else.
+    const old = process.umask(0o177);
+    try {
+      server.listen(socketPath, () => {
+        resolve();
+      });
+    } finally {
+      process.umask(old);
+    }
   });
-  await fs.chmod(socketPath, 0o600);
+  const ino = (await fs.lstat(socketPath)).ino;
   log.info({ socket: socketPath }, 'control socket listening');
   return {
     close: () =>
@@ -72,18 +151,34 @@ export async function startControlServer(
           resolve();
         });
         server.closeAllConnections();
-        void fs.rm(socketPath, { force: true });
+        // Only our own socket: another agent may have taken the path since.
+        void fs
+          .lstat(socketPath)
+          .then((st) => (st.isSocket() && st.ino === ino ? fs.unlink(socketPath) : undefined))
+          .catch(() => undefined);
       }),
   };
 }
 
-function send(res: http.ServerResponse, r: ApiResponse): void {
-  const text = `${JSON.stringify(r.body)}\n`;
-  res.writeHead(r.status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-  });
-  res.end(text);
+async function removeStaleSocket(socketPath: string): Promise<void> {
+  let st;
+  try {
+    st = await fs.lstat(socketPath);
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT') return;
+    throw e;
+  }
+  if (!st.isSocket())
+    throw new PtError(
+      'PT_ERR_UNSAFE_PATH',
+      `${socketPath} exists and is not a socket: refusing to replace it (choose another --socket)`,
+    );
+  if (await isListening(socketPath))
+    throw new PtError(
+      'PT_ERR_INVALID_ARGUMENT',
+      `another agent is already listening on ${socketPath}`,
+    );
+  await fs.unlink(socketPath);
 }
 
 function isListening(socketPath: string): Promise<boolean> {
@@ -96,53 +191,5 @@ function isListening(socketPath: string): Promise<boolean> {
     s.once('error', () => {
       resolve(false);
     });
-  });
-}
-
-/** One request to the agent; null when no agent listens there. */
-export function requestAgent(
-  socketPath: string,
-  method: string,
-  url: string,
-  body?: unknown,
-): Promise<ApiResponse | null> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = http.request(
-      {
-        socketPath,
-        method,
-        path: url,
-        headers:
-          payload === undefined
-            ? {}
-            : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          try {
-            resolve({
-              status: res.statusCode ?? 500,
-              body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown,
-            });
-          } catch (e) {
-            reject(
-              new PtError('PT_ERR_AGENT_UNREACHABLE', `bad answer from the agent: ${String(e)}`),
-            );
-          }
-        });
-      },
-    );
-    req.on('error', (e) => {
-      const code = errnoOf(e);
-      if (code === 'ENOENT' || code === 'ECONNREFUSED') resolve(null);
-      else if (code === 'EACCES')
-        reject(new PtError('PT_ERR_PERMISSION', `no permission to use ${socketPath}: run as root`));
-      else reject(new PtError('PT_ERR_AGENT_UNREACHABLE', `agent at ${socketPath}: ${e.message}`));
-    });
-    if (payload !== undefined) req.write(payload);
-    req.end();
   });
 }

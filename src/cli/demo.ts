@@ -7,7 +7,7 @@ import { runDoctor } from '../doctor/doctor.js';
 import { parsePciAddress } from '../pci/address.js';
 import { discover } from '../pci/discovery.js';
 import type { PciIdNames } from '../pci/pciids.js';
-import { claimsText, statusText } from './agent-commands.js';
+import { claimsText, statusText } from './render.js';
 import { listTable } from './views.js';
 
 export interface DemoDeps {
@@ -50,11 +50,11 @@ export async function runDemo(d: DemoDeps): Promise<void> {
     `  right after: ${NICS.map((a) => `${a} on ${sim.driverOf(a) ?? 'no driver'}`).join(', ')}; vfio_pci ${sim.moduleState('vfio_pci') ?? '?'}\n`,
   );
   while (clock.now() - t0 < 5_000) {
-    const st = agent.keeper.status();
-    if (st.recoveries.length > 0 && st.recoveries.at(-1)?.reboundAt !== null) break;
+    const recs = agent.recoveries.recoveries();
+    if (recs.length > 0 && recs.at(-1)?.reboundAt !== null) break;
     await clock.sleep(10);
   }
-  const rec = agent.keeper.status().recoveries.at(-1);
+  const rec = agent.recoveries.recoveries().at(-1);
   if (rec) {
     out(
       `  passthru noticed after ${rec.detectedAt - t0} ms (${rec.via === 'uevent' ? 'a kernel uevent' : 'its poll'}), reloaded ${rec.modules.join(', ')} ` +

@@ -1,13 +1,14 @@
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
+import { oneOf } from './options.js';
 import { PtError } from '../errors.js';
 import type { HostPort } from '../host/port.js';
 import type { SimKernel } from '../host/sim/kernel.js';
-import type { Topology } from '../host/sim/topology.js';
+import type { Topology } from '../topology/format.js';
 import { runDoctor } from '../doctor/doctor.js';
 import { discover } from '../pci/discovery.js';
 import type { PciIdNames } from '../pci/pciids.js';
 import { takeSnapshot } from '../pci/snapshot.js';
-import type { Logger, LogFormat } from '../util/logger.js';
+import { LOG_LEVELS, type Logger, type LogFormat, type LogLevel } from '../util/logger.js';
 import { deviceJson, filterDevices, groupViews, groupsText, listTable } from './views.js';
 
 export interface GlobalOptions {
@@ -17,7 +18,7 @@ export interface GlobalOptions {
   stateDir?: string;
   socket?: string;
   modprobe: string;
-  logLevel: string;
+  logLevel: LogLevel;
   logFormat: LogFormat;
 }
 
@@ -28,7 +29,10 @@ export interface Runtime {
   sim: SimKernel | null;
   logger: Logger;
   opts: GlobalOptions;
-  /** Resolved: with --sim they default to a per-topology folder under the temp dir. */
+  /**
+   * Resolved and absolute. With --sim: a private per-user folder per topology; with --root
+   * TREE: under the tree, never the live host's.
+   */
   stateDir: string;
   socket: string;
 }
@@ -80,12 +84,12 @@ export function buildProgram(env: CliEnv): Command {
     )
     .option(
       '--state-dir <dir>',
-      `where claims, the ledger and history live (default ${DEFAULTS.stateDir}; with --sim, a folder per topology under the temp dir)`,
+      `where claims, the ledger and history live (default ${DEFAULTS.stateDir}; with --sim, a private per-user folder per topology; with --root TREE, under TREE)`,
       process.env.PASSTHRU_STATE_DIR,
     )
     .option(
       '--socket <path>',
-      `the agent's control socket (default ${DEFAULTS.socket}; with --sim, agent.sock in the state dir)`,
+      `the agent's control socket (default ${DEFAULTS.socket}; with --sim, agent.sock in the state dir; with --root TREE, under TREE)`,
       process.env.PASSTHRU_SOCKET,
     )
     .option(
@@ -95,13 +99,15 @@ export function buildProgram(env: CliEnv): Command {
     )
     .option(
       '--log-level <level>',
-      'fatal, error, warn, info, debug, trace',
+      `log level on stderr: ${LOG_LEVELS.join(', ')}`,
+      oneOf('--log-level', LOG_LEVELS),
       process.env.PASSTHRU_LOG_LEVEL ?? DEFAULTS.logLevel,
     )
-    .addOption(
-      new Option('--log-format <format>', 'log format on stderr')
-        .choices(['json', 'pretty'])
-        .default(process.env.PASSTHRU_LOG_FORMAT ?? 'json'),
+    .option(
+      '--log-format <format>',
+      'log format on stderr: json or pretty',
+      oneOf('--log-format', ['json', 'pretty']),
+      process.env.PASSTHRU_LOG_FORMAT ?? 'json',
     )
     .showHelpAfterError()
     .configureOutput({
@@ -162,7 +168,7 @@ export function buildProgram(env: CliEnv): Command {
     .option('--json', 'print JSON')
     .action(async (o: { json?: boolean }, cmd: Command) => {
       const rt = await runtime(cmd);
-      const report = await runDoctor(rt.host);
+      const report = await runDoctor(rt.host, rt.names);
       if (o.json) {
         env.out(`${JSON.stringify(report, null, 2)}\n`);
       } else {

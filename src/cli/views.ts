@@ -1,8 +1,8 @@
 import { PtError } from '../errors.js';
-import type { HostUse } from '../host/port.js';
-import { groupViability, hostCriticalReasons } from '../pci/guards.js';
+import type { HostUses } from '../host/port.js';
+import { bridgeKind, claimGuards, groupViability } from '../pci/guards.js';
 import type { Inventory, PciFunction } from '../pci/model.js';
-import { table } from './table.js';
+import { printable, table } from './table.js';
 
 /** The `passthru list --json` object: stable field names, documented in docs/cli.md. */
 export function deviceJson(d: PciFunction): Record<string, unknown> {
@@ -110,7 +110,7 @@ export interface GroupView {
   }[];
 }
 
-export function groupViews(inv: Inventory, uses: readonly HostUse[]): GroupView[] {
+export function groupViews(inv: Inventory, uses: HostUses): GroupView[] {
   return [...inv.groups.keys()]
     .sort((a, b) => a - b)
     .map((g) => {
@@ -125,10 +125,12 @@ export function groupViews(inv: Inventory, uses: readonly HostUse[]): GroupView[
           class: d.subclassName,
           ids: `${d.vendorId}:${d.deviceId}`,
           driver: d.driver,
-          bridge: d.isBridge,
+          bridge: bridgeKind(d) !== null,
           name: `${d.vendorName} ${d.deviceName}`,
         });
-        const reasons = d.isBridge ? [] : hostCriticalReasons(d, uses);
+        // Bridges (host bridges too) are exempt members: never bound, not in the way.
+        const verdict = bridgeKind(d) !== null ? { hard: [], soft: [] } : claimGuards(d, uses);
+        const reasons = [...verdict.hard, ...verdict.soft];
         if (reasons.length > 0) critical.push({ address: d.address, reasons });
       }
       const endpoints = members.filter((m) => !m.bridge).length;
@@ -164,5 +166,5 @@ export function groupsText(views: GroupView[]): string {
     }
     out.push('');
   }
-  return out.join('\n');
+  return out.map(printable).join('\n');
 }

@@ -1,7 +1,11 @@
 import type { HostPort } from '../host/port.js';
 import { requiredVfioModules } from '../keeper/modules.js';
+import { discover } from '../pci/discovery.js';
+import { emptyPciIds, type PciIdNames } from '../pci/pciids.js';
+import { hostUseChecks } from './host-checks.js';
 
-export type CheckStatus = 'pass' | 'warn' | 'fail';
+/** info: a fact worth seeing (what backs a mount, why a device is host-critical), no verdict. */
+export type CheckStatus = 'pass' | 'info' | 'warn' | 'fail';
 
 export interface Check {
   id: string;
@@ -17,7 +21,10 @@ export interface DoctorReport {
 }
 
 /** Can this host do PCI passthrough, and if not, what to change. */
-export async function runDoctor(host: HostPort): Promise<DoctorReport> {
+export async function runDoctor(
+  host: HostPort,
+  names: PciIdNames = emptyPciIds,
+): Promise<DoctorReport> {
   const k = await host.kernelInfo();
   const checks: Check[] = [];
   const add = (c: Check): void => {
@@ -115,12 +122,25 @@ export async function runDoctor(host: HostPort): Promise<DoctorReport> {
       hint: `install the kernel's module package (linux-modules-*${k.release}) or a kernel built with CONFIG_VFIO_PCI`,
     });
   }
-  if (blocked.length > 0) {
+  // `modprobe NAME` ignores blacklist lines (they only hide a module's aliases), so the keeper
+  // still loads it; systemd-modules-load and modalias loading honour them. An install line
+  // replaces the load itself.
+  const blacklisted = blocked.filter((b) => / \(blacklist/.test(b));
+  const installed = blocked.filter((b) => !/ \(blacklist/.test(b));
+  if (blacklisted.length > 0) {
+    add({
+      id: 'vfio-blacklisted',
+      status: 'warn',
+      summary: `modprobe.d blacklists ${blacklisted.join('; ')}: \`modprobe\` by name (what passthru runs) ignores blacklists, but systemd-modules-load and alias loading do not, so the module does not load at boot by itself`,
+      hint: 'remove the blacklist line unless you mean to keep other tools from loading it',
+    });
+  }
+  if (installed.length > 0) {
     add({
       id: 'vfio-blocked',
       status: 'fail',
-      summary: `modprobe configuration blocks: ${blocked.join('; ')}`,
-      hint: 'remove the blacklist/install line from modprobe.d',
+      summary: `modprobe.d replaces loading: ${installed.join('; ')}: modprobe runs that command instead, so the module never loads`,
+      hint: 'remove the install line from modprobe.d',
     });
   }
   const notLoaded = mods.filter((m) => {
@@ -147,5 +167,7 @@ export async function runDoctor(host: HostPort): Promise<DoctorReport> {
       hint: 'install kmod, or pass --modprobe PATH',
     });
   }
+  const [uses, inv] = await Promise.all([host.hostUses(), discover(host, names)]);
+  checks.push(...hostUseChecks(uses, inv));
   return { ok: checks.every((c) => c.status !== 'fail'), checks };
 }

@@ -2,33 +2,51 @@ import { PtError, type ErrorCode } from '../errors.js';
 import type { EventBus } from '../events/events.js';
 import type { Clock } from '../host/clock.js';
 import type { HostPort } from '../host/port.js';
-import type { PciAddress } from '../pci/address.js';
-import { discover } from '../pci/discovery.js';
+import { compareAddresses, type PciAddress } from '../pci/address.js';
+import { discover, readFunction } from '../pci/discovery.js';
+import { makeInventory } from '../pci/model.js';
 import type { PciIdNames } from '../pci/pciids.js';
-import type { ClaimSpec, State, StateStore } from '../state/model.js';
+import type { ClaimSpec, LedgerEntry } from '../state/model.js';
+import type { ClaimStore, Claims, Ledger, LedgerStore } from '../state/stores.js';
 import type { Logger } from '../util/logger.js';
 import { Waker } from '../util/waker.js';
-import { execute, type ActionResult, type ExecutorOptions } from './executor.js';
-import { plan, type Action, type ClaimPlan, type Observed } from './plan.js';
+import { execute, type ActionResult, type ExecutorOptions, type ModuleLoader } from './executor.js';
+import { InFlight } from './inflight.js';
+import {
+  plan,
+  type Action,
+  type ClaimPlan,
+  type ClaimState,
+  type LedgerPlan,
+  type LedgerState,
+  type ModuleHealth,
+  type Observed,
+  type Plan,
+  type WorkKey,
+} from './plan.js';
+import { WorkQueue } from './workqueue.js';
 
 export interface EngineOptions extends ExecutorOptions {
-  /** Periodic resync even without triggers. */
+  /** Full rediscovery and a look at every key even without triggers. */
   resyncMs: number;
-  /** Retry backoff for a failing claim: base doubling up to cap. */
+  /** Backoff of a failing key (any action kind): base doubling up to cap, with jitter. */
   retryBaseMs: number;
   retryCapMs: number;
+  /** How often a release waiting for a VM to let go looks again. */
+  inUseRecheckMs: number;
 }
 
 export const defaultEngineOptions: EngineOptions = {
   resyncMs: 30_000,
   retryBaseMs: 1_000,
   retryCapMs: 60_000,
+  inUseRecheckMs: 250,
   unbindTimeoutMs: 10_000,
   verifyTimeoutMs: 2_000,
   pauseAfterUnbindMs: 0,
 };
 
-export type ClaimStatusState = 'ready' | 'pending' | 'waiting' | 'refused' | 'missing' | 'error';
+export type ClaimStatusState = ClaimState | 'error';
 
 export interface ClaimStatus {
   address: PciAddress;
@@ -41,270 +59,603 @@ export interface ClaimStatus {
   code?: ErrorCode;
   message?: string;
   lastChange: number;
+  /** When the last attempt failed: the next one is due in this many ms. */
+  retryInMs?: number;
+}
+
+export interface LedgerStatus {
+  address: PciAddress;
+  originalDriver: string | null;
+  /** The claim that bound it. */
+  claim?: PciAddress;
+  state: LedgerState;
+  code?: ErrorCode;
+  message?: string;
 }
 
 export interface EngineDeps {
   host: HostPort;
-  store: StateStore;
+  claims: ClaimStore;
+  ledger: LedgerStore;
   bus: EventBus;
   clock: Clock;
   logger: Logger;
+  modules: ModuleLoader;
   names?: PciIdNames;
   options?: Partial<EngineOptions>;
-  /** Make vfio-pci available; throws PT_ERR_MODULE_UNAVAILABLE (the keeper provides it). */
-  ensureVfio: () => Promise<void>;
-  /** Why vfio-pci is unavailable right now, if the keeper knows. */
-  vfioWaitReason?: () => string | null;
+  random?: () => number;
 }
 
-export interface PassResult {
+interface Snapshot {
+  obs: Omit<Observed, 'modules' | 'busy'>;
   at: number;
-  claims: ClaimStatus[];
-  results: ActionResult[];
 }
 
 /**
- * Level-triggered reconciler. Each pass observes the host afresh, plans against the desired
- * claims and the ledger, and applies the difference. Passes never overlap; within a pass the
- * actions of different IOMMU groups run in parallel and those of one group in order.
+ * Level-triggered, keyed reconciler. Work is keyed by claim (or by the ledger entry a release
+ * serves); a trigger enqueues keys, the queue de-duplicates them and backs each off on its own
+ * when it fails. Processing a key observes what it touches afresh, plans against every claim
+ * and the ledger (viability depends on the others), and applies only that key's actions.
+ * Actions of one IOMMU group run in order; groups run in parallel.
  */
 export class Engine {
-  private readonly host: HostPort;
-  private readonly store: StateStore;
-  private readonly bus: EventBus;
-  private readonly clock: Clock;
+  private readonly d: EngineDeps;
   private readonly log: Logger;
-  private readonly names: PciIdNames | undefined;
   private readonly opts: EngineOptions;
-  private readonly ensureVfioFn: () => Promise<void>;
-  private readonly waitReason: () => string | null;
-  private st: State | null = null;
-  private persistChain: Promise<void> = Promise.resolve();
-  private running: Promise<PassResult> | null = null;
-  private queued: Promise<PassResult> | null = null;
+  readonly inflight: InFlight;
+  private readonly queue: WorkQueue<WorkKey>;
   private readonly waker = new Waker();
-  private dirty = false;
+  private claimSet: Claims = {};
+  private ledgerSet: Ledger = {};
+  private loaded = false;
+  private modules: ModuleHealth = { ready: false, recovering: false, reason: null };
+  private snapshot: Snapshot | null = null;
+  private needFull = true;
   private statuses = new Map<PciAddress, ClaimStatus>();
-  private failures = new Map<PciAddress, { count: number; retryAt: number }>();
-  private lastPass: PassResult | null = null;
+  private ledgerStatuses = new Map<PciAddress, LedgerStatus>();
+  private lastErrors = new Map<WorkKey, PtError>();
+  private lastResults = new Map<PciAddress, ActionResult>();
+  private requested = new Map<WorkKey, number>();
+  private completed = new Map<WorkKey, number>();
+  private waiters: { key: WorkKey; gen: number; resolve: () => void }[] = [];
+  private looping = false;
+  /** Aborts writes still pending in the kernel when the agent stops, so it can exit. */
+  private stopSignal: AbortSignal | undefined;
+  private processing: Promise<void> = Promise.resolve();
 
   constructor(deps: EngineDeps) {
-    this.host = deps.host;
-    this.store = deps.store;
-    this.bus = deps.bus;
-    this.clock = deps.clock;
+    this.d = deps;
     this.log = deps.logger.child({ component: 'engine' });
-    this.names = deps.names;
     this.opts = { ...defaultEngineOptions, ...deps.options };
-    this.ensureVfioFn = deps.ensureVfio;
-    this.waitReason = deps.vfioWaitReason ?? (() => null);
+    this.inflight = new InFlight(deps.clock);
+    this.queue = new WorkQueue<WorkKey>(
+      deps.clock,
+      { baseMs: this.opts.retryBaseMs, capMs: this.opts.retryCapMs },
+      deps.random ?? Math.random,
+    );
+    this.queue.onAdd(() => {
+      this.waker.wake();
+    });
   }
 
-  /** Loads the store; a corrupt store throws PT_ERR_STORE_CORRUPT and nothing else happens. */
+  /** Loads both stores; a corrupt store throws PT_ERR_STORE_CORRUPT and nothing else happens. */
   async start(): Promise<void> {
-    this.st = await this.store.load();
+    this.claimSet = await this.d.claims.loadClaims();
+    this.ledgerSet = await this.d.ledger.loadLedger();
+    this.loaded = true;
   }
 
-  get state(): State {
-    if (!this.st) throw new PtError('PT_ERR_INTERNAL', 'engine not started');
-    return this.st;
+  get claims(): Readonly<Claims> {
+    this.mustBeLoaded();
+    return this.claimSet;
+  }
+
+  get ledger(): Readonly<Ledger> {
+    this.mustBeLoaded();
+    return this.ledgerSet;
+  }
+
+  private mustBeLoaded(): void {
+    if (!this.loaded) throw new PtError('PT_ERR_INTERNAL', 'engine not started');
+  }
+
+  /** The keeper publishes module health here; a change of readiness looks at every claim. */
+  setModuleHealth(h: ModuleHealth): void {
+    const changed = h.ready !== this.modules.ready || h.recovering !== this.modules.recovering;
+    this.modules = { ...h };
+    if (changed) this.enqueueAll();
+  }
+
+  moduleHealth(): ModuleHealth {
+    return { ...this.modules };
+  }
+
+  // ---- triggers: they only say "look again" ----
+
+  enqueue(keys: Iterable<WorkKey>): void {
+    for (const k of keys) {
+      this.requested.set(k, (this.requested.get(k) ?? 0) + 1);
+      this.queue.add(k);
+    }
+  }
+
+  /** Every claim and every ledger entry. */
+  enqueueAll(): void {
+    this.enqueue(
+      new Set([...Object.keys(this.claimSet), ...Object.keys(this.ledgerSet)] as PciAddress[]),
+    );
+  }
+
+  /** Something happened to a device (drift, a bind uevent): look at the keys that cover it. */
+  enqueueDevice(addr: PciAddress): void {
+    const keys = new Set<WorkKey>();
+    if (this.claimSet[addr]) keys.add(addr);
+    const l = this.ledgerSet[addr];
+    if (l) keys.add(l.claim !== undefined && this.claimSet[l.claim] ? l.claim : addr);
+    for (const s of this.statuses.values()) if (s.members.includes(addr)) keys.add(s.address);
+    this.enqueue(keys);
+  }
+
+  /** A device was added or removed: the next look rediscovers the whole bus. */
+  rediscover(): void {
+    this.needFull = true;
+    this.enqueueAll();
+  }
+
+  /** Devices passthru owns now, with the claim keys they belong to. */
+  isKnownDevice(addr: PciAddress): boolean {
+    if (this.claimSet[addr] || this.ledgerSet[addr]) return true;
+    for (const s of this.statuses.values()) if (s.members.includes(addr)) return true;
+    return false;
   }
 
   /**
-   * Serialised read-modify-write of the store: binds in different groups record their ledger
-   * entries concurrently, and each must see the others' writes.
+   * Enqueue the keys and resolve once each has been looked at after this call, whichever pass
+   * did it. Without a running loop (a one-shot CLI command) the keys are processed right here.
    */
-  private persist(mutate: (s: State) => void): Promise<void> {
-    const run = async (): Promise<void> => {
-      const next: State = structuredClone(this.state);
-      mutate(next);
-      next.generation = this.state.generation + 1;
-      await this.store.save(next);
-      this.st = next;
-    };
-    const p = this.persistChain.then(run, run);
-    this.persistChain = p.catch(() => undefined);
+  async reconcile(keys: WorkKey[]): Promise<void> {
+    this.enqueue(keys);
+    const gens = keys.map((k) => ({ key: k, gen: this.requested.get(k) ?? 0 }));
+    if (!this.looping) {
+      await this.drain();
+    }
+    await Promise.all(
+      gens.map(
+        ({ key, gen }) =>
+          new Promise<void>((resolve) => {
+            if ((this.completed.get(key) ?? 0) >= gen) resolve();
+            else this.waiters.push({ key, gen, resolve });
+          }),
+      ),
+    );
+  }
+
+  /** One-shot: process whatever is due now, once (backoffs are not waited for). */
+  private async drain(): Promise<void> {
+    const keys = this.queue.take();
+    if (keys.length > 0) await this.serialProcess(keys);
+  }
+
+  private serialProcess(keys: WorkKey[]): Promise<void> {
+    const run = (): Promise<void> => this.processKeys(keys);
+    const p = this.processing.then(run, run);
+    this.processing = p.catch(() => undefined);
     return p;
   }
 
+  /** The loop: keys as they come due, a full resync every resyncMs. */
+  async run(signal: AbortSignal): Promise<void> {
+    this.looping = true;
+    this.stopSignal = signal;
+    let nextResync = this.d.clock.now() + this.opts.resyncMs;
+    try {
+      while (!signal.aborted) {
+        const now = this.d.clock.now();
+        if (now >= nextResync) {
+          nextResync = now + this.opts.resyncMs;
+          this.rediscover();
+        }
+        const keys = this.queue.take();
+        if (keys.length > 0) {
+          await this.serialProcess(keys);
+          continue;
+        }
+        const due = this.queue.nextDueIn();
+        const waitMs = Math.max(1, Math.min(due ?? Infinity, nextResync - now));
+        await this.waker.sleep(this.d.clock, waitMs, signal);
+      }
+    } finally {
+      // A clean stop waits for the work in flight, so nothing is left half-recorded.
+      await this.processing;
+      this.looping = false;
+    }
+  }
+
+  // ---- observation ----
+
+  private async fullObserve(): Promise<Snapshot> {
+    const { host } = this.d;
+    const skipLockedAttrs = new Set(this.inflight.busy().keys());
+    const [inv, uses] = await Promise.all([
+      discover(host, this.d.names, { skipLockedAttrs }),
+      host.hostUses(),
+    ]);
+    const vfioNodes = new Set<number>();
+    await Promise.all(
+      [...inv.groups.keys()].map(async (g) => {
+        if (await host.vfioGroupNodeExists(g)) vfioNodes.add(g);
+      }),
+    );
+    this.needFull = false;
+    return { obs: { inv, uses, vfioNodes }, at: this.d.clock.now() };
+  }
+
+  /** The devices a key touches, as far as the last snapshot knows. */
+  private devicesOf(key: WorkKey, snap: Snapshot): Set<PciAddress> {
+    const out = new Set<PciAddress>([key]);
+    const st = this.statuses.get(key);
+    for (const m of st?.members ?? []) out.add(m);
+    const g = snap.obs.inv.byAddress.get(key)?.iommuGroup;
+    if (g != null) for (const m of snap.obs.inv.groups.get(g)?.members ?? []) out.add(m);
+    for (const l of Object.values(this.ledgerSet)) if (l.claim === key) out.add(l.address);
+    return out;
+  }
+
   /**
-   * Stores new claims. A claim that would be refused (host-critical, group not viable, no
-   * group) or names an absent device is not stored: it is returned as rejected and nothing
-   * changes.
+   * Re-reads only what the keys touch; a device that appeared or vanished means the bus changed
+   * and everything is read again.
    */
-  async addClaims(specs: Omit<ClaimSpec, 'createdAt'>[]): Promise<{ rejected: ClaimStatus[] }> {
-    const now = this.clock.now();
+  private async observe(keys: WorkKey[]): Promise<Observed> {
+    let snap = this.snapshot;
+    if (!snap || this.needFull) {
+      snap = await this.fullObserve();
+    } else {
+      const addrs = new Set<PciAddress>();
+      for (const k of keys) for (const a of this.devicesOf(k, snap)) addrs.add(a);
+      const { inv } = snap.obs;
+      const fresh = await Promise.all(
+        [...addrs].map(
+          async (a) =>
+            [
+              a,
+              await readFunction(this.d.host, a, this.d.names, this.inflight.get(a) !== undefined),
+            ] as const,
+        ),
+      );
+      if (fresh.some(([a, f]) => (f === null) !== !inv.byAddress.has(a))) {
+        snap = await this.fullObserve();
+      } else {
+        const byAddr = new Map(inv.byAddress);
+        for (const [a, f] of fresh) if (f) byAddr.set(a, f);
+        const inv2 = makeInventory(inv.devices.map((dv) => byAddr.get(dv.address) ?? dv));
+        const vfioNodes = new Set(snap.obs.vfioNodes);
+        const groups = new Set<number>();
+        for (const [, f] of fresh) if (f?.iommuGroup != null) groups.add(f.iommuGroup);
+        await Promise.all(
+          [...groups].map(async (g) => {
+            if (await this.d.host.vfioGroupNodeExists(g)) vfioNodes.add(g);
+            else vfioNodes.delete(g);
+          }),
+        );
+        snap = { obs: { inv: inv2, uses: snap.obs.uses, vfioNodes }, at: this.d.clock.now() };
+      }
+    }
+    this.snapshot = snap;
+    return { ...snap.obs, modules: { ...this.modules }, busy: this.inflight.busy() };
+  }
+
+  /** The plan over everything, as of the last observation plus a fresh look at `keys`. */
+  private async planFor(keys: WorkKey[], desired = this.desired()): Promise<Plan> {
+    return plan(await this.observe(keys), desired, this.d.clock.now());
+  }
+
+  private desired(): { claims: Claims; ledger: Ledger } {
+    return { claims: this.claimSet, ledger: this.ledgerSet };
+  }
+
+  private ledgerChain: Promise<void> = Promise.resolve();
+  private claimsChain: Promise<void> = Promise.resolve();
+
+  /**
+   * Serialised read-modify-write of the ledger: binds in different groups record their entries
+   * concurrently, and each must see the others' writes. The in-memory copy changes only once
+   * the store has it.
+   */
+  private mutateLedger(fn: (l: Ledger) => void): Promise<void> {
+    const run = async (): Promise<void> => {
+      const next = { ...this.ledgerSet };
+      fn(next);
+      await this.d.ledger.saveLedger(next);
+      this.ledgerSet = next;
+    };
+    const p = this.ledgerChain.then(run, run);
+    this.ledgerChain = p.catch(() => undefined);
+    return p;
+  }
+
+  private mutateClaims(fn: (c: Claims) => void): Promise<void> {
+    const run = async (): Promise<void> => {
+      const next = { ...this.claimSet };
+      fn(next);
+      await this.d.claims.saveClaims(next);
+      this.claimSet = next;
+    };
+    const p = this.claimsChain.then(run, run);
+    this.claimsChain = p.catch(() => undefined);
+    return p;
+  }
+
+  // ---- desired state ----
+
+  /**
+   * Stores new or changed claims. A claim that would be refused (host-critical, group not
+   * viable, no group, a different card than claimed) is returned as rejected and not stored;
+   * a claim of an absent device is stored and bound when the device appears.
+   */
+  async addClaims(
+    specs: Omit<ClaimSpec, 'createdAt'>[],
+  ): Promise<{ accepted: PciAddress[]; rejected: ClaimStatus[] }> {
+    const now = this.d.clock.now();
     const changed = specs.filter((s) => {
-      const prev = this.state.claims[s.address];
+      const prev = this.claimSet[s.address];
       return !prev || prev.withGroup !== s.withGroup || prev.force !== s.force;
     });
-    if (changed.length === 0) return { rejected: [] };
-    const hypothetical: State = structuredClone(this.state);
-    for (const c of changed) hypothetical.claims[c.address] = { ...c, createdAt: now };
-    const preview = plan(await this.observe(), hypothetical);
+    if (changed.length === 0) return { accepted: [], rejected: [] };
+    const hypothetical: Claims = { ...this.claimSet };
+    for (const c of changed)
+      hypothetical[c.address] = { ...this.claimSet[c.address], ...c, createdAt: now };
+    const preview = await this.planFor(
+      changed.map((c) => c.address),
+      { claims: hypothetical, ledger: this.ledgerSet },
+    );
     const rejected: ClaimStatus[] = [];
-    const accepted = changed.filter((c) => {
+    const accepted: ClaimSpec[] = [];
+    for (const c of changed) {
       const p = preview.claims.find((x) => x.address === c.address);
-      if (!p || (p.state !== 'refused' && p.state !== 'missing')) return true;
-      const st: ClaimStatus = {
-        address: c.address,
-        state: p.state,
-        withGroup: c.withGroup,
-        force: c.force,
-        members: p.members,
-        group: p.group,
-        originalDrivers: {},
-        lastChange: now,
+      if (p && (p.state === 'refused' || p.state === 'changed')) {
+        const st = this.statusFrom(p, c, now, undefined);
+        rejected.push(st);
+        this.d.bus.emit({
+          type: 'claim.refused',
+          at: now,
+          address: c.address,
+          code: p.code ?? 'PT_ERR_INTERNAL',
+          message: p.message ?? '',
+        });
+        continue;
+      }
+      const spec: ClaimSpec = {
+        ...hypothetical[c.address],
+        ...c,
+        createdAt: this.claimSet[c.address]?.createdAt ?? now,
       };
-      if (p.code !== undefined) st.code = p.code;
-      if (p.message !== undefined) st.message = p.message;
-      rejected.push(st);
-      this.bus.emit({
-        type: 'claim.refused',
-        at: now,
-        address: c.address,
-        code: p.code ?? 'PT_ERR_INTERNAL',
-        message: p.message ?? '',
-      });
-      return false;
-    });
+      if (!spec.identity && p?.observedIdentity) spec.identity = p.observedIdentity;
+      accepted.push(spec);
+    }
     if (accepted.length > 0) {
-      await this.persist((s) => {
-        for (const c of accepted)
-          s.claims[c.address] = { ...c, createdAt: s.claims[c.address]?.createdAt ?? now };
+      await this.mutateClaims((next) => {
+        for (const c of accepted) next[c.address] = c;
       });
     }
     for (const c of accepted) {
-      this.failures.delete(c.address);
-      this.bus.emit({
+      this.queue.forget(c.address);
+      this.lastErrors.delete(c.address);
+      this.d.bus.emit({
         type: 'claim.added',
         at: now,
         address: c.address,
         withGroup: c.withGroup,
         force: c.force,
+        ...(c.source !== undefined ? { source: c.source } : {}),
       });
     }
-    return { rejected };
+    return { accepted: accepted.map((c) => c.address), rejected };
   }
 
   async removeClaims(addrs: PciAddress[]): Promise<PciAddress[]> {
-    const present = addrs.filter((a) => this.state.claims[a] !== undefined);
+    const present = addrs.filter((a) => this.claimSet[a] !== undefined);
     if (present.length === 0) return [];
-    await this.persist((s) => {
-      for (const a of present) Reflect.deleteProperty(s.claims, a);
+    await this.mutateClaims((next) => {
+      for (const a of present) Reflect.deleteProperty(next, a);
     });
-    const now = this.clock.now();
+    const now = this.d.clock.now();
     for (const a of present) {
       this.statuses.delete(a);
-      this.failures.delete(a);
-      this.bus.emit({ type: 'claim.removed', at: now, address: a });
+      this.lastErrors.delete(a);
+      this.queue.forget(a);
+      this.d.bus.emit({ type: 'claim.removed', at: now, address: a });
     }
     return present;
   }
 
-  /** Ask for a pass soon (a claim change, a keeper event, a uevent). Coalesces. */
-  trigger(): void {
-    this.dirty = true;
-    this.waker.wake();
-  }
-
-  /** Run a pass now; if one is running, run one more right after it (callers share it). */
-  reconcile(): Promise<PassResult> {
-    if (!this.running) return this.startPass();
-    this.queued ??= this.running
-      .catch(() => undefined)
-      .then(() => {
-        this.queued = null;
-        return this.startPass();
-      });
-    return this.queued;
-  }
-
-  private startPass(): Promise<PassResult> {
-    this.dirty = false;
-    const p: Promise<PassResult> = this.pass().finally(() => {
-      if (this.running === p) this.running = null;
+  /**
+   * The user confirms that the card now at `addr` is the one to claim: the claim takes its
+   * identity, and a ledger entry recorded for the previous card there is dropped (that card is
+   * gone; its original driver means nothing for the new one).
+   */
+  async acceptChange(addr: PciAddress): Promise<void> {
+    const c = this.claimSet[addr];
+    if (!c) throw new PtError('PT_ERR_NOT_CLAIMED', `not claimed: ${addr}`);
+    const p = (await this.planFor([addr])).claims.find((x) => x.address === addr);
+    if (p?.state !== 'changed' || !p.observedIdentity) return;
+    const identity = p.observedIdentity;
+    await this.mutateClaims((next) => {
+      next[addr] = { ...c, identity };
     });
-    this.running = p;
-    return p;
+    const old = this.ledgerSet[addr];
+    if (old) await this.dropLedger([addr], 'the card was replaced (claim --accept-change)');
+    this.d.bus.emit({
+      type: 'claim.accepted_change',
+      at: this.d.clock.now(),
+      address: addr,
+      vendorId: p.observedIdentity.vendorId,
+      deviceId: p.observedIdentity.deviceId,
+    });
   }
 
-  /** The loop: passes on trigger, on retry deadlines and every resyncMs. */
-  async run(signal: AbortSignal): Promise<void> {
-    let nextResync = this.clock.now() + this.opts.resyncMs;
-    while (!signal.aborted) {
-      const now = this.clock.now();
-      const due =
-        this.dirty ||
-        now >= nextResync ||
-        [...this.failures.values()].some((f) => f.retryAt <= now);
-      if (due) {
-        if (now >= nextResync) nextResync = now + this.opts.resyncMs;
-        try {
-          await this.reconcile();
-        } catch (e) {
-          this.log.error({ err: e }, 'reconcile pass failed');
-          // A pass that cannot even observe the host must not turn into a hot loop.
-          await this.clock.sleep(this.opts.retryBaseMs, signal).catch(() => undefined);
-        }
-        continue;
+  /** The user gives up on restoring these devices: their ledger entries go, recorded in history. */
+  async abandon(addrs: PciAddress[], why: string): Promise<PciAddress[]> {
+    const present = addrs.filter((a) => this.ledgerSet[a] !== undefined);
+    await this.dropLedger(present, why);
+    return present;
+  }
+
+  private async dropLedger(addrs: PciAddress[], why: string): Promise<void> {
+    if (addrs.length === 0) return;
+    const gone: LedgerEntry[] = [];
+    await this.mutateLedger((next) => {
+      for (const a of addrs) {
+        const e = next[a];
+        if (e) gone.push(e);
+        Reflect.deleteProperty(next, a);
       }
-      const nextRetry = Math.min(...[...this.failures.values()].map((f) => f.retryAt));
-      const waitMs = Math.max(1, Math.min(nextResync, nextRetry) - now);
-      await this.waker.sleep(this.clock, waitMs, signal);
+    });
+    const now = this.d.clock.now();
+    for (const e of gone) {
+      this.ledgerStatuses.delete(e.address);
+      this.queue.remove(e.address);
+      this.d.bus.emit({
+        type: 'ledger.abandoned',
+        at: now,
+        address: e.address,
+        originalDriver: e.originalDriver,
+        reason: why,
+      });
     }
   }
 
-  async observe(): Promise<Observed> {
-    const [inv, uses] = await Promise.all([discover(this.host, this.names), this.host.hostUses()]);
-    const vfioNodes = new Set<number>();
-    await Promise.all(
-      [...inv.groups.keys()].map(async (g) => {
-        if (await this.host.vfioGroupNodeExists(g)) vfioNodes.add(g);
-      }),
-    );
-    return { inv, uses, vfioNodes };
+  private async recordLedger(a: Extract<Action, { kind: 'bind' }>): Promise<LedgerEntry> {
+    const prev = this.ledgerSet[a.address];
+    // Never overwrite: after a crash mid-bind or a module loss the device may be driverless,
+    // and the ledger still knows what it was.
+    if (prev) return prev;
+    const entry: LedgerEntry = {
+      address: a.address,
+      originalDriver: a.currentDriver,
+      vendorId: a.identity.vendorId,
+      deviceId: a.identity.deviceId,
+      subsystemVendorId: a.identity.subsystemVendorId,
+      subsystemDeviceId: a.identity.subsystemDeviceId,
+      recordedAt: this.d.clock.now(),
+      claim: a.claim,
+    };
+    let kept: LedgerEntry = entry;
+    await this.mutateLedger((next) => {
+      const raced = next[a.address];
+      if (raced) kept = raced;
+      else next[a.address] = entry;
+    });
+    return kept;
   }
 
-  private async pass(): Promise<PassResult> {
-    const obs = await this.observe();
-    const p = plan(obs, this.state);
-    const results = await this.apply(p.actions);
-    // Observe again: the statuses report the host as it is, not as we hoped to leave it.
-    const after = results.length > 0 ? plan(await this.observe(), this.state) : p;
-    const claims = this.updateStatuses(after.claims, results);
-    // A retry that came due was made in this pass (or was not needed): forget it, so the loop
-    // sleeps until the next trigger instead of spinning.
-    const now = this.clock.now();
-    for (const [a, f] of this.failures) if (f.retryAt <= now) this.failures.delete(a);
-    const res: PassResult = { at: this.clock.now(), claims, results };
-    this.lastPass = res;
-    return res;
+  private async recordIdentities(p: Plan, keys: WorkKey[]): Promise<void> {
+    const missing = p.claims.filter(
+      (c) =>
+        keys.includes(c.address) &&
+        c.observedIdentity !== undefined &&
+        this.claimSet[c.address] !== undefined &&
+        this.claimSet[c.address]?.identity === undefined,
+    );
+    if (missing.length === 0) return;
+    await this.mutateClaims((next) => {
+      for (const c of missing) {
+        const spec = next[c.address];
+        if (spec && c.observedIdentity) next[c.address] = { ...spec, identity: c.observedIdentity };
+      }
+    });
+  }
+
+  // ---- processing ----
+
+  private async processKeys(keys: WorkKey[]): Promise<void> {
+    const started = new Map(keys.map((k) => [k, this.requested.get(k) ?? 0]));
+    const failed = new Map<WorkKey, PtError>();
+    try {
+      let p = await this.planFor(keys);
+      await this.recordIdentities(p, keys);
+      let results = await this.apply(p.actions.filter((a) => keys.includes(a.key)));
+      if (results.some((r) => r.ok && r.action.kind === 'ensure-modules')) {
+        // The modules are there now: the binds they were waiting for can go in this look.
+        p = await this.planFor(keys);
+        results = [
+          ...results,
+          ...(await this.apply(p.actions.filter((a) => keys.includes(a.key)))),
+        ];
+      }
+      for (const r of results) {
+        if (r.action.kind !== 'ensure-modules') this.lastResults.set(r.action.address, r);
+        if (!r.ok) failed.set(r.action.key, r.error);
+      }
+      await this.afterActions(results);
+      // Look again: statuses report the host as it is, not as we hoped to leave it.
+      const after = results.length > 0 ? await this.planFor(keys) : p;
+      this.updateStatuses(after, keys, failed);
+      for (const k of keys) this.schedule(k, after, failed.get(k));
+    } catch (e) {
+      // A pass that cannot even observe the host (or save the ledger) backs off like any failure.
+      this.log.error({ err: e, keys }, 'reconcile failed');
+      for (const k of keys) this.queue.addRateLimited(k);
+    } finally {
+      for (const k of keys) {
+        this.queue.done(k);
+        this.completed.set(k, Math.max(this.completed.get(k) ?? 0, started.get(k) ?? 0));
+      }
+      this.wakeWaiters();
+    }
+  }
+
+  private schedule(key: WorkKey, p: Plan, err: PtError | undefined): void {
+    if (err) {
+      this.lastErrors.set(key, err);
+      // Waiting for a VM to let go is a cheap look at /proc, not a write: look again soon, so a
+      // release completes within a second of the holder closing.
+      if (err.code === 'PT_ERR_DEVICE_IN_USE') this.queue.addAfter(key, this.opts.inUseRecheckMs);
+      else {
+        const delay = this.queue.addRateLimited(key);
+        this.log.warn({ key, code: err.code, err: err.message, retryInMs: delay }, 'retrying');
+      }
+      return;
+    }
+    this.lastErrors.delete(key);
+    this.queue.forget(key);
+    // A pending kernel operation or a pending bind: look again, it does not announce its end.
+    const c = p.claims.find((x) => x.address === key);
+    const l = p.ledger.find((x) => x.address === key);
+    if (c?.state === 'busy' || l?.state === 'busy') this.queue.addAfter(key, 1_000);
+    else if (c?.state === 'pending') this.queue.addRateLimited(key);
+  }
+
+  private wakeWaiters(): void {
+    const still: typeof this.waiters = [];
+    for (const w of this.waiters) {
+      if ((this.completed.get(w.key) ?? 0) >= w.gen) w.resolve();
+      else still.push(w);
+    }
+    this.waiters = still;
   }
 
   private async apply(actions: Action[]): Promise<ActionResult[]> {
-    const now = this.clock.now();
     const byGroup = new Map<string, Action[]>();
     for (const a of actions) {
-      if (a.kind === 'bind') {
-        const f = this.failures.get(a.claim);
-        if (f && f.retryAt > now) continue;
-      }
+      const group =
+        a.kind === 'bind' || a.kind === 'pin-override' || a.kind === 'release' ? a.group : null;
       const key =
-        a.kind === 'forget'
-          ? `addr:${a.address}`
-          : a.group === null
+        a.kind === 'ensure-modules'
+          ? 'modules'
+          : group === null
             ? `addr:${a.address}`
-            : `group:${a.group}`;
+            : `group:${String(group)}`;
       const list = byGroup.get(key) ?? [];
       list.push(a);
       byGroup.set(key, list);
     }
     const deps = {
-      host: this.host,
-      clock: this.clock,
+      host: this.d.host,
+      clock: this.d.clock,
       options: this.opts,
-      ensureVfio: this.ensureVfioFn,
+      inflight: this.inflight,
+      modules: this.d.modules,
+      ...(this.stopSignal ? { signal: this.stopSignal } : {}),
       recordLedger: (a: Extract<Action, { kind: 'bind' }>) => this.recordLedger(a),
     };
     const groupResults = await Promise.all(
@@ -313,42 +664,22 @@ export class Engine {
         for (const a of list) {
           const r = await execute(deps, a);
           out.push(r);
-          if (!r.ok && a.kind === 'bind') break; // the rest of the group waits for the retry
+          if (!r.ok) break; // the rest of the group waits for the retry
         }
         return out;
       }),
     );
-    const results = groupResults.flat();
-    await this.afterActions(results);
-    return results;
-  }
-
-  private async recordLedger(a: Extract<Action, { kind: 'bind' }>): Promise<void> {
-    const prev = this.state.ledger[a.address];
-    // Never overwrite: after a crash mid-bind the device may be driverless, and the ledger
-    // still knows what it was.
-    if (prev) return;
-    await this.persist((s) => {
-      s.ledger[a.address] = {
-        address: a.address,
-        originalDriver: a.currentDriver,
-        vendorId: a.vendorId,
-        deviceId: a.deviceId,
-        recordedAt: this.clock.now(),
-        claim: a.claim,
-      };
-    });
+    return groupResults.flat();
   }
 
   private async afterActions(results: ActionResult[]): Promise<void> {
-    const now = this.clock.now();
-    const forget: PciAddress[] = [];
+    const now = this.d.clock.now();
+    const restored: PciAddress[] = [];
     for (const r of results) {
       const a = r.action;
       if (a.kind === 'bind') {
         if (r.ok) {
-          this.failures.delete(a.claim);
-          this.bus.emit({
+          this.d.bus.emit({
             type: 'device.bound',
             at: now,
             address: a.address,
@@ -356,14 +687,7 @@ export class Engine {
             ms: r.ms,
           });
         } else {
-          const f = this.failures.get(a.claim) ?? { count: 0, retryAt: 0 };
-          f.count++;
-          f.retryAt =
-            now + Math.min(this.opts.retryCapMs, this.opts.retryBaseMs * 2 ** (f.count - 1));
-          this.failures.set(a.claim, f);
-          // Re-arm the loop's timer for the retry deadline (no pass now).
-          this.waker.wake();
-          this.bus.emit({
+          this.d.bus.emit({
             type: 'device.bind_failed',
             at: now,
             address: a.address,
@@ -371,137 +695,193 @@ export class Engine {
             message: r.error.message,
             rolledBack: r.rolledBack,
           });
-          this.log.warn(
-            {
-              address: a.address,
-              code: r.error.code,
-              err: r.error.message,
-              rolledBack: r.rolledBack,
-              retryInMs: f.retryAt - now,
-            },
-            'bind failed',
-          );
         }
       } else if (a.kind === 'release') {
         if (r.ok) {
-          forget.push(a.address);
-          const ev: Parameters<EventBus['emit']>[0] = {
+          restored.push(a.address);
+          this.d.bus.emit({
             type: 'device.released',
             at: now,
             address: a.address,
             driver: r.driver ?? null,
             expected: a.originalDriver,
-          };
-          if (r.note !== undefined) ev.note = r.note;
-          this.bus.emit(ev);
+          });
         } else {
-          this.bus.emit({
+          this.d.bus.emit({
             type: 'device.release_failed',
             at: now,
             address: a.address,
             code: r.error.code,
             message: r.error.message,
           });
-          this.log.warn(
-            { address: a.address, code: r.error.code, err: r.error.message },
-            'release failed',
-          );
         }
       } else if (a.kind === 'forget') {
-        forget.push(a.address);
+        restored.push(a.address);
       }
     }
-    if (forget.length > 0) {
-      await this.persist((s) => {
-        for (const a of forget) Reflect.deleteProperty(s.ledger, a);
+    if (restored.length > 0) {
+      // Only a device verifiably back on its original driver leaves the ledger.
+      await this.mutateLedger((next) => {
+        for (const a of restored) Reflect.deleteProperty(next, a);
       });
+      for (const a of restored) {
+        this.ledgerStatuses.delete(a);
+        this.queue.remove(a);
+      }
     }
   }
 
-  private updateStatuses(plans: ClaimPlan[], results: ActionResult[]): ClaimStatus[] {
-    const now = this.clock.now();
-    const errors = new Map<PciAddress, PtError>();
-    for (const r of results) {
-      if (!r.ok && r.action.kind === 'bind') errors.set(r.action.claim, r.error);
+  // ---- status ----
+
+  private statusFrom(
+    p: ClaimPlan,
+    spec: Pick<ClaimSpec, 'withGroup' | 'force'>,
+    now: number,
+    err: PtError | undefined,
+  ): ClaimStatus {
+    let state: ClaimStatusState = p.state;
+    let code = p.code;
+    let message = p.message;
+    if (p.state === 'pending' && err) {
+      state = err.code === 'PT_ERR_MODULE_UNAVAILABLE' ? 'waiting' : 'error';
+      code = err.code;
+      message = state === 'waiting' ? `waiting for vfio-pci: ${err.message}` : err.message;
+    } else if (p.state === 'busy' && err) {
+      // Why it is busy: the write we stopped waiting for is still pending in the kernel.
+      code = err.code;
+      message = `${p.message ?? ''} (${err.message})`;
     }
-    const out: ClaimStatus[] = [];
-    for (const p of plans) {
-      const spec = this.state.claims[p.address];
+    const prev = this.statuses.get(p.address);
+    const originalDrivers: Record<string, string | null> = {};
+    for (const m of p.members) {
+      const l = this.ledgerSet[m];
+      if (l) originalDrivers[m] = l.originalDriver;
+    }
+    const st: ClaimStatus = {
+      address: p.address,
+      state,
+      withGroup: spec.withGroup,
+      force: spec.force,
+      members: p.members,
+      group: p.group,
+      originalDrivers,
+      lastChange: prev && prev.state === state ? prev.lastChange : now,
+    };
+    if (code !== undefined) st.code = code;
+    if (message !== undefined) st.message = message;
+    return st;
+  }
+
+  private updateStatuses(p: Plan, keys: WorkKey[], failed: Map<WorkKey, PtError>): void {
+    const now = this.d.clock.now();
+    for (const cp of p.claims) {
+      if (!keys.includes(cp.address)) continue;
+      const spec = this.claimSet[cp.address];
       if (!spec) continue;
-      let state: ClaimStatusState = p.state;
-      let code = p.code;
-      let message = p.message;
-      const err = errors.get(p.address);
-      if (p.state === 'pending') {
-        const wait = this.waitReason();
-        if (err?.code === 'PT_ERR_MODULE_UNAVAILABLE' || (wait !== null && err === undefined)) {
-          state = 'waiting';
-          code = 'PT_ERR_MODULE_UNAVAILABLE';
-          message = `waiting for vfio-pci: ${err?.message ?? wait ?? 'not loaded'}`;
-        } else if (err) {
-          state = 'error';
-          code = err.code;
-          message = err.message;
-        } else if (this.failures.has(p.address)) {
-          const prev = this.statuses.get(p.address);
-          state = prev?.state === 'error' ? 'error' : 'pending';
-          code = prev?.code;
-          message = prev?.message;
-        }
+      const prev = this.statuses.get(cp.address);
+      const st = this.statusFrom(cp, spec, now, failed.get(cp.address));
+      if (st.state === 'error' || st.state === 'waiting') {
+        const due = this.queue.nextDueIn();
+        if (due !== null) st.retryInMs = due;
       }
-      const prev = this.statuses.get(p.address);
-      const originalDrivers: Record<string, string | null> = {};
-      for (const m of p.members) {
-        const l = this.state.ledger[m];
-        if (l) originalDrivers[m] = l.originalDriver;
-      }
-      const st: ClaimStatus = {
-        address: p.address,
-        state,
-        withGroup: spec.withGroup,
-        force: spec.force,
-        members: p.members,
-        group: p.group,
-        originalDrivers,
-        lastChange: prev && prev.state === state ? prev.lastChange : now,
-      };
-      if (code !== undefined) st.code = code;
-      if (message !== undefined) st.message = message;
-      if (state === 'refused' && prev?.state !== 'refused') {
-        this.bus.emit({
-          type: 'claim.refused',
+      this.statuses.set(cp.address, st);
+      if (prev?.state !== st.state) {
+        this.d.bus.emit({
+          type: 'claim.state',
           at: now,
-          address: p.address,
-          code: code ?? 'PT_ERR_INTERNAL',
-          message: message ?? '',
+          address: st.address,
+          state: st.state,
+          members: st.members,
+          ...(st.code !== undefined ? { code: st.code } : {}),
+          ...(st.message !== undefined ? { message: st.message } : {}),
         });
       }
-      this.statuses.set(p.address, st);
-      out.push(st);
     }
-    return out;
+    for (const lp of p.ledger) {
+      if (!keys.includes(lp.address) && !keys.some((k) => this.ledgerSet[lp.address]?.claim === k))
+        continue;
+      this.setLedgerStatus(lp, failed.get(lp.address));
+    }
+  }
+
+  private setLedgerStatus(lp: LedgerPlan, err: PtError | undefined): void {
+    const e = this.ledgerSet[lp.address];
+    if (!e || lp.state === 'restored') {
+      this.ledgerStatuses.delete(lp.address);
+      return;
+    }
+    const st: LedgerStatus = {
+      address: lp.address,
+      originalDriver: e.originalDriver,
+      state: lp.state,
+    };
+    if (e.claim !== undefined) st.claim = e.claim;
+    const why = err ?? this.lastErrors.get(lp.address);
+    if (lp.state === 'releasing' && why) {
+      st.code = why.code;
+      st.message =
+        why.code === 'PT_ERR_DEVICE_IN_USE'
+          ? `held by ${why.message.replace(/^.* is in use by /, '')}`
+          : why.message;
+    } else if (lp.message !== undefined) st.message = lp.message;
+    this.ledgerStatuses.set(lp.address, st);
   }
 
   /** Statuses as a pass would report them, without applying anything (read-only status). */
   async preview(): Promise<ClaimStatus[]> {
-    const p = plan(await this.observe(), this.state);
-    return this.updateStatuses(p.claims, []);
+    const keys = [...Object.keys(this.claimSet), ...Object.keys(this.ledgerSet)] as PciAddress[];
+    const p = await this.planFor(keys);
+    this.updateStatuses(p, keys, new Map());
+    return this.claimStatuses();
   }
 
   claimStatuses(): ClaimStatus[] {
-    return [...this.statuses.values()].sort((a, b) => (a.address < b.address ? -1 : 1));
+    return [...this.statuses.values()]
+      .filter((s) => this.claimSet[s.address] !== undefined)
+      .sort((a, b) => compareAddresses(a.address, b.address));
   }
 
-  /** Devices verified on vfio-pci at the last pass: the keeper watches their driver links. */
-  expectedOnVfio(): PciAddress[] {
+  ledgerStatus(): LedgerStatus[] {
+    return Object.values(this.ledgerSet)
+      .map(
+        (e): LedgerStatus =>
+          this.ledgerStatuses.get(e.address) ?? {
+            address: e.address,
+            originalDriver: e.originalDriver,
+            state: 'held',
+            ...(e.claim !== undefined ? { claim: e.claim } : {}),
+          },
+      )
+      .sort((a, b) => compareAddresses(a.address, b.address));
+  }
+
+  /** Devices verified on vfio-pci: the keeper watches their driver links. */
+  readyDevices(): PciAddress[] {
     const out: PciAddress[] = [];
-    for (const s of this.statuses.values()) {
-      if (s.state === 'ready') out.push(...s.members);
-    }
+    for (const s of this.claimStatuses()) if (s.state === 'ready') out.push(...s.members);
     return out;
   }
 
-  lastPassResult(): PassResult | null {
-    return this.lastPass;
+  /** The last result of an action on a device (release outcome reporting). */
+  lastResult(addr: PciAddress): ActionResult | undefined {
+    return this.lastResults.get(addr);
+  }
+
+  lastError(key: WorkKey): PtError | undefined {
+    return this.lastErrors.get(key);
+  }
+
+  busy(): { address: PciAddress; op: string; forMs: number }[] {
+    const now = this.d.clock.now();
+    return [...this.inflight.busy().values()].map((b) => ({
+      address: b.address,
+      op: b.op,
+      forMs: now - b.since,
+    }));
+  }
+
+  /** What the planner would do now (for dry runs and tests). */
+  async planNow(): Promise<Plan> {
+    return this.planFor([]);
   }
 }

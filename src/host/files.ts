@@ -1,31 +1,101 @@
+import { constants as fsConstants } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PtError, errnoOf } from '../errors.js';
 import { PCI_IDS_PATHS, emptyPciIds, parsePciIds, type PciIdNames } from '../pci/pciids.js';
-import { LinuxHost } from './linux.js';
-import { validateTopology, type Topology } from './sim/topology.js';
+import { LinuxHost } from './linux/host.js';
+import { validateTopology, type Topology } from '../topology/format.js';
 import { discover } from '../pci/discovery.js';
 import { inventoryToTopology } from '../pci/snapshot.js';
+
+/** pci.ids is about 1.5 MB today; anything far larger is not a pci.ids. */
+const MAX_PCI_IDS_BYTES = 64 * 1024 * 1024;
+/** A topology of 4096 functions is about 2 MB. */
+const MAX_TOPOLOGY_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Reads a regular file given on the command line. The open does not block (O_NONBLOCK: a FIFO
+ * with no writer would wait forever) and the kind is checked on the open descriptor, so a
+ * FIFO, a device (/dev/zero) or a socket is refused instead of read forever.
+ */
+async function readInputFile(
+  p: string,
+  maxBytes: number,
+  what: string,
+  code: 'PT_ERR_INVALID_ARGUMENT' | 'PT_ERR_TOPOLOGY_INVALID',
+): Promise<string> {
+  let fh: fs.FileHandle;
+  try {
+    fh = await fs.open(p, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
+  } catch (e) {
+    throw new PtError(code, `cannot read ${what} at ${p}: ${errnoOf(e) ?? String(e)}`);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile())
+      throw new PtError(code, `${what} at ${p} is ${kindOf(st)}, not a regular file`);
+    if (st.size > maxBytes)
+      throw new PtError(code, `${what} at ${p} is ${st.size} bytes, over the ${maxBytes} limit`);
+    return await fh.readFile('utf8');
+  } catch (e) {
+    if (e instanceof PtError) throw e;
+    throw new PtError(code, `cannot read ${what} at ${p}: ${errnoOf(e) ?? String(e)}`);
+  } finally {
+    await fh.close();
+  }
+}
+
+function kindOf(st: {
+  isDirectory(): boolean;
+  isFIFO(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+  isSocket(): boolean;
+}): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
 
 /** Loads pci.ids from the given path or the first standard location; hex ids without one. */
 export async function loadPciIds(
   explicit?: string,
 ): Promise<{ names: PciIdNames; path: string | null }> {
-  const candidates = explicit !== undefined ? [explicit] : PCI_IDS_PATHS;
-  for (const p of candidates) {
+  if (explicit !== undefined) {
+    const text = await readInputFile(
+      explicit,
+      MAX_PCI_IDS_BYTES,
+      'pci.ids',
+      'PT_ERR_INVALID_ARGUMENT',
+    );
+    return { names: parsePciIds(text), path: explicit };
+  }
+  for (const p of PCI_IDS_PATHS) {
     try {
-      return { names: parsePciIds(await fs.readFile(p, 'utf8')), path: p };
-    } catch (e) {
-      if (explicit !== undefined) {
-        throw new PtError(
-          'PT_ERR_INVALID_ARGUMENT',
-          `cannot read pci.ids at ${p}: ${errnoOf(e) ?? String(e)}`,
-        );
-      }
+      return {
+        names: parsePciIds(
+          await readInputFile(p, MAX_PCI_IDS_BYTES, 'pci.ids', 'PT_ERR_INVALID_ARGUMENT'),
+        ),
+        path: p,
+      };
+    } catch {
+      // The next standard location, then hex ids.
     }
   }
   return { names: emptyPciIds, path: null };
+}
+
+/**
+ * A topology's name becomes a folder name (the simulated host's state folder): one path
+ * segment, never `.` or `..`, so it cannot steer paths (adversarial finding 9).
+ */
+export const TOPOLOGY_NAME = /^[A-Za-z0-9._-]+$/;
+
+export function isSafeTopologyName(name: string): boolean {
+  return TOPOLOGY_NAME.test(name) && name !== '.' && name !== '..' && name.length <= 128;
 }
 
 /** The topologies shipped with passthru (topologies/*.json beside the package). */
@@ -47,7 +117,7 @@ export async function listShippedTopologies(): Promise<string[]> {
 
 /**
  * A topology from a JSON file, a sysfs tree on disk (a directory holding sys/bus/pci), or the
- * name of a shipped topology.
+ * name of a shipped topology. Its name is checked with isSafeTopologyName.
  */
 export async function loadTopology(spec: string): Promise<Topology> {
   let p = spec;
@@ -70,43 +140,45 @@ export async function loadTopology(spec: string): Promise<Topology> {
     if (inv.devices.length === 0) {
       throw new PtError('PT_ERR_TOPOLOGY_INVALID', `no PCI devices under ${p}/sys/bus/pci/devices`);
     }
+    // The folder's name may hold anything a file name can; the topology name may not.
+    const base = path.basename(path.resolve(p)).replace(/[^A-Za-z0-9._-]/g, '_');
     const topo = inventoryToTopology(
       inv,
-      path.basename(p),
+      isSafeTopologyName(base) ? base : 'tree',
       await host.kernelInfo(),
       await host.hostUses(),
     );
-    return validateTopology(topo);
+    return checked(topo, p);
   }
+  const text = await readInputFile(p, MAX_TOPOLOGY_BYTES, 'topology', 'PT_ERR_TOPOLOGY_INVALID');
   let raw: unknown;
   try {
-    raw = JSON.parse(await fs.readFile(p, 'utf8'));
+    raw = JSON.parse(text);
   } catch (e) {
     throw new PtError(
       'PT_ERR_TOPOLOGY_INVALID',
       `cannot parse ${p}: ${e instanceof Error ? e.message : String(e)}`,
     );
   }
-  return validateTopology(raw);
+  return checked(raw, p);
 }
 
-/** Write-then-rename with fsync of the file and its directory: a reader sees old or new, never half. */
-export async function writeFileAtomic(file: string, data: string, mode = 0o600): Promise<void> {
-  const dir = path.dirname(file);
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  const fh = await fs.open(tmp, 'w', mode);
+function checked(raw: unknown, p: string): Topology {
+  let topo: Topology;
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    topo = validateTopology(raw);
+  } catch (e) {
+    if (e instanceof PtError) throw e;
+    // The validator met a shape it did not expect: still a bad input, not a bug of ours.
+    throw new PtError(
+      'PT_ERR_TOPOLOGY_INVALID',
+      `invalid topology ${p}: ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
-  await fs.rename(tmp, file);
-  const dh = await fs.open(dir, 'r');
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
-  }
+  if (!isSafeTopologyName(topo.name))
+    throw new PtError(
+      'PT_ERR_TOPOLOGY_INVALID',
+      `invalid topology ${p}: name must match ${TOPOLOGY_NAME.source} and not be . or .. (it names the simulated host's state folder)`,
+    );
+  return topo;
 }

@@ -25,6 +25,17 @@ export type DeviceAttr =
   | 'sriov_vf_device'
   | 'label';
 
+/**
+ * Attributes whose read takes the driver core's device_lock (kernel 6.1: driver_override_show,
+ * sriov_numvfs_show). While an unbind of the device is pending (vfio-pci waiting for a VM to let
+ * go) such a read sleeps uninterruptibly until it completes: never read them for a device with
+ * an operation in flight, and never on the event loop's thread.
+ */
+export const LOCK_TAKING_ATTRS: ReadonlySet<DeviceAttr> = new Set<DeviceAttr>([
+  'driver_override',
+  'sriov_numvfs',
+]);
+
 /** The only device attributes the agent may write. */
 export type WritableDeviceAttr = 'driver_override' | 'sriov_numvfs' | 'remove';
 
@@ -38,6 +49,11 @@ export interface DeviceLinks {
   virtfns: PciAddress[];
   /** The PCI function directly upstream (bridge or root port), or null at a root bus. */
   parent: PciAddress | null;
+  /**
+   * The vfio device cdev (`vfio3` for /dev/vfio/devices/vfio3) from `<dev>/vfio-dev/`, or
+   * null. Present only while bound to vfio-pci on kernels built with VFIO_DEVICE_CDEV (6.6+).
+   */
+  vfioDev: string | null;
 }
 
 export type ModuleState = 'live' | 'loading' | 'unloading' | 'builtin';
@@ -66,11 +82,50 @@ export interface HostUse {
   use: string;
 }
 
+/** What backs one mounted filesystem or swap area, as far as it could be traced. */
+export interface HostBacking {
+  /** The mount point, or `swap` for a swap area. */
+  target: string;
+  /** The mount source or swap file/device as the kernel lists it. */
+  source: string;
+  /** Filesystem type; `swap` for swap areas. */
+  fstype: string;
+  /** pseudo: backed by no device; traced: devices found; untraced: passthru cannot tell. */
+  status: 'pseudo' | 'traced' | 'untraced';
+  /** What was followed, top down: block devices (dm-0, md0, nvme0n1), interfaces, shares. */
+  via: string[];
+  devices: PciAddress[];
+  /** Why it could not be traced (status untraced). */
+  problem?: string;
+}
+
+/**
+ * Everything the host depends on. `unknown` lists what could not be traced or read: while it
+ * is not empty, nobody can tell which storage or network device is safe to take.
+ */
+export interface HostUses {
+  uses: HostUse[];
+  unknown: string[];
+  backing: HostBacking[];
+}
+
+/** Names a holder for people: "pid 4242 (qemu-system-x86)". */
+export function holderText(h: DeviceHolder): string {
+  return h.pid === null
+    ? 'a process not visible from here (the group node is busy)'
+    : `pid ${String(h.pid)} (${h.comm ?? '?'})`;
+}
+
 /** A process that holds a device through vfio: a VM, usually. */
 export interface DeviceHolder {
-  pid: number;
-  /** The process name (/proc/<pid>/comm). */
-  comm: string;
+  /**
+   * The holder's pid, or null when the device is known to be held but no visible process has
+   * it open (another pid namespace, /proc mounted with hidepid): the Linux host then learns of
+   * the holder only because a second open of /dev/vfio/<group> fails with EBUSY.
+   */
+  pid: number | null;
+  /** The process name (/proc/<pid>/comm); null with pid. */
+  comm: string | null;
   /** What it holds open: /dev/vfio/<group>, /dev/vfio/devices/vfioN. */
   path: string;
 }
@@ -97,6 +152,15 @@ export interface KernelInfo {
   modprobe: string | null;
 }
 
+/**
+ * Options of every write. `signal` abandons the write: the promise rejects at once with errno
+ * ECANCELED, and the kernel may still complete the write later (an unbind blocked on a VM
+ * completes when the VM lets go), so the caller must re-read rather than assume either outcome.
+ */
+export interface WriteOptions {
+  signal?: AbortSignal;
+}
+
 export interface HostPort {
   readonly clock: Clock;
   /** A short label for logs and status ("linux:/", "sim:qemu-guest"). */
@@ -120,14 +184,22 @@ export interface HostPort {
    */
   vfioHolders(addr: PciAddress, group: number | null): Promise<DeviceHolder[]>;
 
-  writeDeviceAttr(addr: PciAddress, attr: WritableDeviceAttr, value: string): Promise<void>;
-  /** Write the address to <dev>/driver/unbind. ENODEV when the device has no driver. */
-  unbindDevice(addr: PciAddress): Promise<void>;
+  writeDeviceAttr(
+    addr: PciAddress,
+    attr: WritableDeviceAttr,
+    value: string,
+    opts?: WriteOptions,
+  ): Promise<void>;
+  /**
+   * Write the address to <dev>/driver/unbind. ENODEV when the device has no driver. May block
+   * for as long as a VM holds a device on vfio-pci: ask vfioHolders first, pass a signal.
+   */
+  unbindDevice(addr: PciAddress, opts?: WriteOptions): Promise<void>;
   /** Write the address to /sys/bus/pci/drivers/<driver>/bind. */
-  bindDevice(addr: PciAddress, driver: string): Promise<void>;
+  bindDevice(addr: PciAddress, driver: string, opts?: WriteOptions): Promise<void>;
   /** Write the address to /sys/bus/pci/drivers_probe. */
-  probeDevice(addr: PciAddress): Promise<void>;
-  rescanBus(): Promise<void>;
+  probeDevice(addr: PciAddress, opts?: WriteOptions): Promise<void>;
+  rescanBus(opts?: WriteOptions): Promise<void>;
 
   /** Modules the kernel has: loadable ones from /proc/modules, built-in ones as 'builtin'. */
   moduleStatus(names: readonly string[]): Promise<Map<string, ModuleStatus | null>>;
@@ -136,7 +208,7 @@ export interface HostPort {
   loadModule(name: string): Promise<void>;
 
   kernelInfo(): Promise<KernelInfo>;
-  hostUses(): Promise<HostUse[]>;
+  hostUses(): Promise<HostUses>;
 
   /**
    * Subscribe to kernel uevents when a source exists. Returns a stop function, or null when
@@ -150,8 +222,8 @@ export function canonicalModuleName(name: string): string {
   return name.trim().replace(/-/g, '_');
 }
 
-const DRIVER_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
-const MODULE_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+export const DRIVER_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
+export const MODULE_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
 export function isValidDriverName(name: string): boolean {
   return DRIVER_NAME_RE.test(name) && name !== '.' && name !== '..';

@@ -2,7 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { addressParts, type PciAddress } from '../pci/address.js';
 import { buildConfigHeader } from '../pci/config.js';
-import type { Topology, TopologyDevice } from './sim/topology.js';
+import type { Topology, TopologyDevice } from '../topology/format.js';
 
 /**
  * Writes a topology as a sysfs tree on disk (the layout the kernel exposes under /sys), so the

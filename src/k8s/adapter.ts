@@ -297,7 +297,7 @@ export class KubernetesAdapter {
     for (const s of out) {
       const c = wanted.get(s.address);
       if (c === undefined) continue;
-      if (s.state === 'refused' || s.state === 'missing') {
+      if (s.state === 'refused' || s.state === 'missing' || s.state === 'changed') {
         this.rejected.set(s.address, { key: this.rejectKey(c), status: s });
       } else this.rejected.delete(s.address);
     }

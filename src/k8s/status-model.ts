@@ -72,6 +72,8 @@ const REASON: Record<ClaimStatus['state'], string> = {
   refused: 'Refused',
   missing: 'DeviceMissing',
   error: 'BindFailed',
+  busy: 'InUse',
+  changed: 'DeviceChanged',
 };
 
 /** Claim status from the engine's view of the claim (null: the engine has no such claim). */
@@ -115,7 +117,7 @@ export function claimStatus(
     },
     nowIso,
   );
-  const refused = c?.state === 'refused' || c?.state === 'missing';
+  const refused = c?.state === 'refused' || c?.state === 'missing' || c?.state === 'changed';
   conds = setCondition(
     conds,
     {

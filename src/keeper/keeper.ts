@@ -1,9 +1,11 @@
 import { PtError } from '../errors.js';
-import type { EventBus, Recovery } from '../events/events.js';
+import type { EventBus } from '../events/events.js';
 import type { Clock } from '../host/clock.js';
 import type { HostPort, ModuleStatus } from '../host/port.js';
 import type { PciAddress } from '../pci/address.js';
 import { VFIO_PCI } from '../pci/model.js';
+import type { ModuleHealth } from '../engine/plan.js';
+import { backoffDelay } from '../util/backoff.js';
 import type { Logger } from '../util/logger.js';
 import { Waker } from '../util/waker.js';
 import { requiredVfioModules } from './modules.js';
@@ -12,15 +14,12 @@ export interface KeeperOptions {
   pollMs: number;
   backoffBaseMs: number;
   backoffCapMs: number;
-  /** How many recoveries status keeps. */
-  keepRecoveries: number;
 }
 
 export const defaultKeeperOptions: KeeperOptions = {
   pollMs: 250,
   backoffBaseMs: 200,
   backoffCapMs: 30_000,
-  keepRecoveries: 20,
 };
 
 export interface KeeperDeps {
@@ -28,40 +27,34 @@ export interface KeeperDeps {
   clock: Clock;
   bus: EventBus;
   logger: Logger;
-  /** Devices that should be on vfio-pci now (the engine's verified claims). */
-  expected: () => PciAddress[];
-  /** Wake the engine and wait for its pass: re-binds what fell off. */
-  reconcile: () => Promise<void>;
-  /** Ask for a pass without waiting (drift of one device). */
-  trigger: () => void;
+  /** Where the keeper publishes module health (the engine's observation). */
+  publish: (h: ModuleHealth) => void;
   /** Jitter source in [0, 1); injected so tests are repeatable. */
   random?: () => number;
   options?: Partial<KeeperOptions>;
 }
 
-export interface ModuleHealth {
+export interface ModuleState {
   name: string;
   state: ModuleStatus['state'] | 'missing';
 }
 
 export interface KeeperStatus {
   required: string[];
-  modules: ModuleHealth[];
+  modules: ModuleState[];
   healthy: boolean;
   /** Set while vfio-pci cannot be loaded: the reason, as modprobe gave it. */
   waiting: string | null;
   recovering: boolean;
   lastCheck: number | null;
-  recoveries: Recovery[];
-  losses: number;
   uevents: boolean;
 }
 
 /**
- * Keeps the vfio modules loaded. Polls /proc/modules + /sys/module and the driver links of
- * claimed devices (the ground truth: a device is driverless while /proc/modules still says
- * Unloading), wakes early on module uevents, reloads with capped exponential backoff and
- * jitter, then has the engine re-bind and records how long each step took.
+ * Keeps the vfio modules loaded. Polls /proc/modules + /sys/module and the driver links of the
+ * devices it is told to watch (the ground truth: a device is driverless while /proc/modules
+ * still says Unloading), looks at once when poked (uevents), reloads with capped exponential
+ * backoff and jitter, and publishes module health; re-binding is the engine's business.
  */
 export class ModuleKeeper {
   private readonly d: KeeperDeps;
@@ -69,15 +62,16 @@ export class ModuleKeeper {
   private readonly log: Logger;
   private readonly random: () => number;
   private required: string[] = [];
-  private health: ModuleHealth[] = [];
+  private health: ModuleState[] = [];
   private waitingReason: string | null = null;
   private recovery: Promise<void> | null = null;
-  private recoveries: Recovery[] = [];
-  private losses = 0;
   private lastCheck: number | null = null;
   private readonly waker = new Waker();
-  private poked = false;
+  /** Counts pokes, so the loop can tell one arrived while it was looking. */
+  private pokes = 0;
+  private lastLookedAt = 0;
   private ueventsActive = false;
+  private watched: PciAddress[] = [];
   private signal: AbortSignal | undefined;
 
   constructor(deps: KeeperDeps) {
@@ -96,22 +90,38 @@ export class ModuleKeeper {
     return [...this.required];
   }
 
-  waiting(): string | null {
-    return this.waitingReason;
+  /** The devices that should stay on vfio-pci (the engine's ready claims). */
+  watch(addresses: PciAddress[]): void {
+    this.watched = [...addresses];
+  }
+
+  setUevents(active: boolean): void {
+    this.ueventsActive = active;
+  }
+
+  private healthy(): boolean {
+    return (
+      this.health.length > 0 &&
+      this.health.every((h) => h.state === 'live' || h.state === 'builtin')
+    );
+  }
+
+  private publish(): void {
+    this.d.publish({
+      ready: this.healthy(),
+      recovering: this.recovery !== null,
+      reason: this.waitingReason,
+    });
   }
 
   status(): KeeperStatus {
     return {
       required: [...this.required],
       modules: this.health.map((h) => ({ ...h })),
-      healthy:
-        this.health.length > 0 &&
-        this.health.every((h) => h.state === 'live' || h.state === 'builtin'),
+      healthy: this.healthy(),
       waiting: this.waitingReason,
       recovering: this.recovery !== null,
       lastCheck: this.lastCheck,
-      recoveries: [...this.recoveries],
-      losses: this.losses,
       uevents: this.ueventsActive,
     };
   }
@@ -132,26 +142,32 @@ export class ModuleKeeper {
     return { missing, states };
   }
 
-  /** Read the modules' state without acting on it (read-only status). */
+  /** Read the modules' state and publish it, without acting on it. */
   async refresh(): Promise<void> {
     this.lastCheck = this.d.clock.now();
     await this.missingModules();
+    this.publish();
   }
 
   /**
    * Load whatever is missing, helpers first. One attempt; throws PT_ERR_MODULE_UNAVAILABLE
-   * with modprobe's reason. The engine calls this before binding.
+   * with modprobe's reason. The engine's ensure-modules action calls this when no recovery
+   * owns the retries (a one-shot command).
    */
   async ensureLoaded(): Promise<void> {
-    const { missing } = await this.missingModules();
-    if (missing.length === 0) return;
-    await this.loadMissing(missing);
-    const after = await this.missingModules();
-    if (after.missing.length > 0) {
-      throw new PtError(
-        'PT_ERR_MODULE_UNAVAILABLE',
-        `still not loaded: ${after.missing.join(', ')}`,
-      );
+    try {
+      const { missing } = await this.missingModules();
+      if (missing.length === 0) return;
+      await this.loadMissing(missing);
+      const after = await this.missingModules();
+      if (after.missing.length > 0) {
+        throw new PtError(
+          'PT_ERR_MODULE_UNAVAILABLE',
+          `still not loaded: ${after.missing.join(', ')}`,
+        );
+      }
+    } finally {
+      this.publish();
     }
   }
 
@@ -173,22 +189,21 @@ export class ModuleKeeper {
     this.waitingReason = null;
   }
 
-  /** One look: modules and claimed devices. Starts a recovery when something is lost. */
+  /** One look: modules and watched devices. Starts a recovery when something is lost. */
   async check(via = 'poll'): Promise<void> {
     this.lastCheck = this.d.clock.now();
+    const wasHealthy = this.healthy();
     const { missing, states } = await this.missingModules();
     if (missing.length > 0) {
-      if (!this.recovery) this.startRecovery(missing, states, via);
+      if (!this.recovery && this.signal) this.startRecovery(missing, states, via);
+      else this.publish();
       return;
     }
+    if (!wasHealthy && !this.recovery) this.publish();
     if (this.recovery) return;
-    const expected = this.d.expected();
-    if (expected.length === 0) return;
-    const fell: PciAddress[] = [];
-    for (const a of expected) {
+    for (const a of this.watched) {
       const links = await this.d.host.readDeviceLinks(a);
       if (links.driver !== VFIO_PCI) {
-        fell.push(a);
         this.d.bus.emit({
           type: 'device.drift',
           at: this.d.clock.now(),
@@ -197,43 +212,38 @@ export class ModuleKeeper {
         });
       }
     }
-    if (fell.length > 0) {
-      this.log.warn({ devices: fell }, 'claimed devices fell off vfio-pci');
-      this.d.trigger();
-    }
   }
 
   private startRecovery(missing: string[], states: Record<string, string>, via: string): void {
     const detectedAt = this.d.clock.now();
-    this.losses++;
-    const devices = this.d.expected();
-    this.d.bus.emit({ type: 'module.lost', at: detectedAt, modules: missing, states, via });
-    this.log.warn({ modules: missing, states, via }, 'vfio modules lost');
-    const rec: Recovery = {
-      detectedAt,
+    this.d.bus.emit({
+      type: 'module.lost',
+      at: detectedAt,
       modules: missing,
+      states,
       via,
-      reloadedAt: null,
-      reboundAt: null,
-      devices: devices.length,
-      attempts: 0,
-      detectToReloadMs: null,
-      detectToReboundMs: null,
-    };
-    this.recovery = this.recover(rec, devices)
+      devices: [...this.watched],
+    });
+    this.log.warn({ modules: missing, states, via }, 'vfio modules lost');
+    this.recovery = this.recover(missing)
       .catch((e: unknown) => {
-        this.log.error({ err: e }, 'recovery aborted');
+        // Aborted by a clean stop: not an error.
+        if (this.signal?.aborted) return;
+        this.log.error({ err: e }, 'recovery failed');
       })
       .finally(() => {
         this.recovery = null;
+        this.publish();
       });
+    this.publish();
   }
 
-  private async recover(rec: Recovery, devices: PciAddress[]): Promise<void> {
+  private async recover(lost: string[]): Promise<void> {
     const { clock, bus } = this.d;
-    for (let attempt = 1; ; attempt++) {
+    let attempt = 0;
+    for (;;) {
       if (this.signal?.aborted) return;
-      rec.attempts = attempt;
+      attempt++;
       const { missing } = await this.missingModules();
       if (missing.length === 0) break;
       try {
@@ -245,100 +255,56 @@ export class ModuleKeeper {
           `still not loaded: ${again.missing.join(', ')}`,
         );
       } catch (e) {
+        if (!(e instanceof PtError)) throw e;
         const delay = this.backoff(attempt);
-        const message = e instanceof Error ? e.message : String(e);
-        this.waitingReason = message;
+        this.waitingReason = e.message;
         bus.emit({
           type: 'module.reload_failed',
           at: clock.now(),
           module: missing.join(','),
           attempt,
-          message,
+          message: e.message,
           retryInMs: delay,
         });
-        this.log.warn({ attempt, err: message, retryInMs: delay }, 'vfio module reload failed');
-        // The engine should say "waiting for vfio-pci" while we back off.
-        this.d.trigger();
+        this.log.warn({ attempt, err: e.message, retryInMs: delay }, 'vfio module reload failed');
+        this.publish();
         await clock.sleep(delay, this.signal);
       }
     }
     this.waitingReason = null;
-    rec.reloadedAt = clock.now();
-    rec.detectToReloadMs = rec.reloadedAt - rec.detectedAt;
-    bus.emit({
-      type: 'module.reloaded',
-      at: rec.reloadedAt,
-      modules: rec.modules,
-      attempts: rec.attempts,
-    });
-    // The reload itself re-binds devices whose driver_override still names vfio-pci; the
-    // engine verifies each and re-binds any that did not come back.
-    for (let i = 0; i < 5; i++) {
-      await this.d.reconcile();
-      let all = true;
-      for (const a of devices) {
-        if ((await this.d.host.readDeviceLinks(a)).driver !== VFIO_PCI) all = false;
-      }
-      if (all) {
-        rec.reboundAt = clock.now();
-        rec.detectToReboundMs = rec.reboundAt - rec.detectedAt;
-        break;
-      }
-      await clock.sleep(this.backoff(i + 1), this.signal);
-    }
-    this.recoveries.push(rec);
-    if (this.recoveries.length > this.opts.keepRecoveries) this.recoveries.shift();
-    bus.emit({ type: 'recovery.completed', at: clock.now(), recovery: rec });
-    this.log.info({ ...rec }, 'vfio recovery completed');
+    bus.emit({ type: 'module.reloaded', at: clock.now(), modules: lost, attempts: attempt });
   }
 
   /** Capped exponential backoff with jitter in [50%, 100%]: never a hot loop, never in lockstep. */
   backoff(attempt: number): number {
-    const raw = Math.min(
-      this.opts.backoffCapMs,
-      this.opts.backoffBaseMs * 2 ** Math.max(0, attempt - 1),
+    return backoffDelay(
+      { baseMs: this.opts.backoffBaseMs, capMs: this.opts.backoffCapMs },
+      attempt,
+      this.random,
     );
-    return Math.round(raw * (0.5 + 0.5 * this.random()));
-  }
-
-  private pokedSinceCheck(): boolean {
-    return this.poked;
   }
 
   /** Look now (a uevent said something changed). */
   poke(): void {
-    this.poked = true;
+    this.pokes++;
     this.waker.wake();
   }
 
   async run(signal: AbortSignal): Promise<void> {
     this.signal = signal;
-    const stopUevents = this.d.host.watchUevents(
-      (e) => {
-        // Module add/remove of the vfio set, or any driver unbinding: look now, not at the next poll.
-        const mod = e.subsystem === 'module' && /^\/module\/(vfio|irqbypass)/.test(e.devpath);
-        if (mod || e.action === 'unbind') this.poke();
-      },
-      (err) => {
-        this.ueventsActive = false;
-        this.log.warn({ err: err.message }, 'uevent source failed; polling only');
-      },
-    );
-    this.ueventsActive = stopUevents !== null;
     try {
       while (!signal.aborted) {
-        const via = this.poked ? 'uevent' : 'poll';
-        this.poked = false;
+        const via = this.pokes !== this.lastLookedAt ? 'uevent' : 'poll';
+        this.lastLookedAt = this.pokes;
         try {
           await this.check(via);
         } catch (e) {
           this.log.error({ err: e }, 'keeper check failed');
         }
-        if (this.pokedSinceCheck()) continue;
+        if (this.pokes !== this.lastLookedAt) continue;
         await this.waker.sleep(this.d.clock, this.opts.pollMs, signal);
       }
     } finally {
-      stopUevents?.();
       await this.recovery;
     }
   }

@@ -1,5 +1,5 @@
 import { canonicalModuleName, type HostPort } from '../host/port.js';
-import { vfioModuleGraph } from '../host/sim/topology.js';
+import { vfioModuleGraph } from '../kernel/vfio-modules.js';
 
 /**
  * The modules vfio-pci needs on the running kernel, by exact name. Prefers the kernel's own

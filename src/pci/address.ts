@@ -5,7 +5,7 @@ export type PciAddress = string & { readonly __brand: 'PciAddress' };
 
 // Domains are 4 hex digits, except Intel VMD domains which Linux names with 5 (10000:...).
 // Device is 0x00-0x1f, function 0-7: anything else cannot exist on a PCI bus.
-const ADDRESS_RE = /^([0-9a-f]{4,5}):([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/;
+export const ADDRESS_RE = /^([0-9a-f]{4,5}):([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/;
 
 export function isPciAddress(input: string): input is PciAddress {
   return ADDRESS_RE.test(input);

@@ -9,9 +9,19 @@ import { emptyPciIds, type PciIdNames } from './pciids.js';
 const CONCURRENCY = 64;
 const YIELD_EVERY = 32;
 
+export interface DiscoverOptions {
+  /**
+   * Devices with a kernel operation pending: their driver_override and sriov_numvfs are not
+   * read (reported unknown), because on 6.1 both reads take device_lock and would sleep,
+   * uninterruptibly, behind the pending unbind.
+   */
+  skipLockedAttrs?: ReadonlySet<PciAddress>;
+}
+
 export async function discover(
   host: HostPort,
   names: PciIdNames = emptyPciIds,
+  opts: DiscoverOptions = {},
 ): Promise<Inventory> {
   const addrs = await host.listDevices();
   const out: (PciFunction | null)[] = new Array<PciFunction | null>(addrs.length).fill(null);
@@ -20,7 +30,8 @@ export async function discover(
     while (next < addrs.length) {
       const i = next++;
       const a = addrs[i];
-      if (a !== undefined) out[i] = await readFunction(host, a, names);
+      if (a !== undefined)
+        out[i] = await readFunction(host, a, names, opts.skipLockedAttrs?.has(a) === true);
       // The Linux adapter reads sysfs synchronously: let timers and sockets run now and then,
       // so a 4096-function scan does not stall the keeper's poll for half a second.
       if (i % YIELD_EVERY === YIELD_EVERY - 1) await new Promise<void>((r) => setImmediate(r));
@@ -35,7 +46,10 @@ export async function readFunction(
   host: HostPort,
   address: PciAddress,
   names: PciIdNames = emptyPciIds,
+  skipLockedAttrs = false,
 ): Promise<PciFunction | null> {
+  const locked = (attr: 'driver_override' | 'sriov_numvfs'): Promise<string | null> =>
+    skipLockedAttrs ? Promise.resolve(null) : host.readDeviceAttr(address, attr);
   const [vendor, device, sv, sd, cls, rev, numa, override, bootVga, reset, total, num, links] =
     await Promise.all([
       host.readDeviceAttr(address, 'vendor'),
@@ -45,11 +59,11 @@ export async function readFunction(
       host.readDeviceAttr(address, 'class'),
       host.readDeviceAttr(address, 'revision'),
       host.readDeviceAttr(address, 'numa_node'),
-      host.readDeviceAttr(address, 'driver_override'),
+      locked('driver_override'),
       host.readDeviceAttr(address, 'boot_vga'),
       host.readDeviceAttr(address, 'reset_method'),
       host.readDeviceAttr(address, 'sriov_totalvfs'),
-      host.readDeviceAttr(address, 'sriov_numvfs'),
+      locked('sriov_numvfs'),
       host.readDeviceLinks(address),
     ]);
   const vendorId = sysfsHex(vendor, 4);

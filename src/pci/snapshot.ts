@@ -1,5 +1,5 @@
-import type { HostPort } from '../host/port.js';
-import { TOPOLOGY_FORMAT, type Topology, type TopologyDevice } from '../host/sim/topology.js';
+import type { HostPort, HostUses } from '../host/port.js';
+import { TOPOLOGY_FORMAT, type Topology, type TopologyDevice } from '../topology/format.js';
 import { isPciAddress } from './address.js';
 import type { Inventory } from './model.js';
 
@@ -22,7 +22,7 @@ export function inventoryToTopology(
     iommus: string[];
     interruptRemapping: 'enabled' | 'disabled' | 'unknown';
   },
-  uses: { address: string; use: string }[],
+  uses: HostUses,
 ): Topology {
   const devices: TopologyDevice[] = inv.devices.map((d) => {
     const t: TopologyDevice = {
@@ -55,7 +55,7 @@ export function inventoryToTopology(
   // Keep parents that are part of the snapshot only (a partial tree stays loadable).
   for (const t of devices)
     if (t.parent && !(isPciAddress(t.parent) && inv.byAddress.has(t.parent))) t.parent = null;
-  return {
+  const topo: Topology = {
     format: TOPOLOGY_FORMAT,
     name,
     description: `snapshot of ${name}`,
@@ -66,6 +66,8 @@ export function inventoryToTopology(
       interruptRemapping: kernel.interruptRemapping,
     },
     devices,
-    hostUses: uses.filter((u) => isPciAddress(u.address) && inv.byAddress.has(u.address)),
+    hostUses: uses.uses.filter((u) => isPciAddress(u.address) && inv.byAddress.has(u.address)),
   };
+  if (uses.unknown.length > 0) topo.hostUnknown = [...uses.unknown];
+  return topo;
 }

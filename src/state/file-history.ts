@@ -1,68 +1,183 @@
+import { constants as fsConstants } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { errnoOf } from '../errors.js';
 import type { DomainEvent } from '../events/events.js';
-import type { History } from './history.js';
+import type { Logger } from '../util/logger.js';
+import type { History, HistoryHealth } from './history.js';
+
+export interface FileHistoryOptions {
+  /** Rotate when the current file would pass this size. */
+  maxBytes?: number;
+  /** Rotated files kept (history.jsonl.1 .. .keep). */
+  keep?: number;
+  /** Events kept in memory for `recent`: status reads these, never the file. */
+  window?: number;
+  logger?: Logger;
+}
+
+/**
+ * O_NOFOLLOW: a symlink planted as history.jsonl is refused (ELOOP), never appended through.
+ * O_APPEND: each line lands at the end even if something else appended meanwhile.
+ */
+const APPEND_FLAGS =
+  fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW;
+const READ_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
 
 /**
  * Append-only JSON lines; when the file passes maxBytes it becomes history.jsonl.1 (and older
- * ones shift up to `keep`). Appends are serialised so lines never interleave.
+ * ones shift up to `keep`). Appends are serialised so lines never interleave. The newest
+ * `window` events stay in memory, read once from the files at the first use: a status request
+ * costs no file read, however large the history is (adversarial finding 4).
  */
 export class FileHistory implements History {
   private readonly file: string;
+  private readonly maxBytes: number;
+  private readonly keep: number;
+  private readonly window: number;
+  private readonly log: Logger | undefined;
   private chain: Promise<void> = Promise.resolve();
   private size = -1;
+  /** The current file ended without a newline (a torn line after a crash). */
+  private needsNewline = false;
+  private ring: DomainEvent[] = [];
+  private loaded: Promise<void> | null = null;
+  private errors = 0;
+  private lastError: string | null = null;
+  /** A failure was logged and no write has succeeded since: the next ones are only counted. */
+  private failing = false;
 
-  constructor(
-    dir: string,
-    private readonly maxBytes = 1024 * 1024,
-    private readonly keep = 3,
-  ) {
+  constructor(dir: string, opts: FileHistoryOptions = {}) {
     this.file = path.join(dir, 'history.jsonl');
+    this.maxBytes = opts.maxBytes ?? 1024 * 1024;
+    this.keep = opts.keep ?? 3;
+    this.window = opts.window ?? 200;
+    this.log = opts.logger?.child({ component: 'history' });
   }
 
   append(e: DomainEvent): Promise<void> {
     const line = `${JSON.stringify(e)}\n`;
-    this.chain = this.chain.then(() => this.write(line)).catch(() => undefined);
+    // Registered on the same promise in call order, so the window keeps the order of appends.
+    const remembered = this.ensureLoaded().then(() => {
+      this.remember(e);
+    });
+    this.chain = this.chain
+      .then(() => remembered)
+      .then(() => this.write(line))
+      .then(
+        () => {
+          this.succeeded();
+        },
+        (err: unknown) => {
+          this.failed(err);
+        },
+      );
     return this.chain;
+  }
+
+  async recent(n: number): Promise<DomainEvent[]> {
+    await this.ensureLoaded();
+    return n > 0 ? this.ring.slice(-n) : [];
+  }
+
+  health(): HistoryHealth {
+    return { writeErrors: this.errors, lastError: this.lastError };
+  }
+
+  private remember(e: DomainEvent): void {
+    this.ring.push(e);
+    if (this.ring.length > this.window) this.ring.splice(0, this.ring.length - this.window);
+  }
+
+  private failed(err: unknown): void {
+    this.errors++;
+    const errno = errnoOf(err);
+    this.lastError = `${errno ?? 'error'}: ${err instanceof Error ? err.message : String(err)}`;
+    if (!this.failing) {
+      this.failing = true;
+      this.log?.error(
+        { file: this.file, err: this.lastError },
+        'cannot write history; events stay in memory (status shows the count)',
+      );
+    }
+  }
+
+  private succeeded(): void {
+    if (!this.failing) return;
+    this.failing = false;
+    this.log?.warn({ file: this.file, failures: this.errors }, 'history writes work again');
+  }
+
+  private ensureLoaded(): Promise<void> {
+    this.loaded ??= this.load().catch((err: unknown) => {
+      this.failed(err);
+    });
+    return this.loaded;
+  }
+
+  /** Newest last: the current file, then back through the rotated ones as far as needed. */
+  private async load(): Promise<void> {
+    let lines: string[] = [];
+    for (let i = 0; i <= this.keep && lines.length < this.window; i++) {
+      const f = i === 0 ? this.file : `${this.file}.${i}`;
+      const text = await this.readTail(f);
+      if (i === 0 && text !== '' && !text.endsWith('\n')) this.needsNewline = true;
+      lines = [...text.split('\n').filter(Boolean), ...lines];
+    }
+    for (const l of lines.slice(-this.window)) {
+      try {
+        this.ring.push(JSON.parse(l) as DomainEvent);
+      } catch {
+        // A torn last line after a crash is skipped, not fatal.
+      }
+    }
+  }
+
+  /** At most maxBytes from the end of a file: a file grown past rotation is not read whole. */
+  private async readTail(f: string): Promise<string> {
+    let fh: fs.FileHandle;
+    try {
+      fh = await fs.open(f, READ_FLAGS);
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return '';
+      throw e;
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) return '';
+      const len = Math.min(st.size, this.maxBytes);
+      const buf = Buffer.alloc(len);
+      const { bytesRead } = await fh.read(buf, 0, len, st.size - len);
+      let text = buf.subarray(0, bytesRead).toString('utf8');
+      // Started mid-line: the partial first line is not an event.
+      if (len < st.size) text = text.slice(text.indexOf('\n') + 1);
+      return text;
+    } finally {
+      await fh.close();
+    }
   }
 
   private async write(line: string): Promise<void> {
     if (this.size < 0) {
       await fs.mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
-      this.size = await fs
-        .stat(this.file)
-        .then((s) => s.size)
-        .catch(() => 0);
     }
-    if (this.size + line.length > this.maxBytes && this.size > 0) {
+    if (this.size > 0 && this.size + line.length > this.maxBytes) {
       for (let i = this.keep - 1; i >= 1; i--) {
         await fs.rename(`${this.file}.${i}`, `${this.file}.${i + 1}`).catch(() => undefined);
       }
       await fs.rename(this.file, `${this.file}.1`);
       this.size = 0;
+      this.needsNewline = false;
     }
-    await fs.appendFile(this.file, line, { mode: 0o600 });
-    this.size += Buffer.byteLength(line);
-  }
-
-  async recent(n: number): Promise<DomainEvent[]> {
-    await this.chain;
-    // Newest last: the current file, then back through the rotated ones as far as needed.
-    let lines: string[] = [];
-    for (let i = 0; i <= this.keep && lines.length < n; i++) {
-      const f = i === 0 ? this.file : `${this.file}.${i}`;
-      const text = await fs.readFile(f, 'utf8').catch(() => '');
-      lines = [...text.split('\n').filter(Boolean), ...lines];
+    const fh = await fs.open(this.file, APPEND_FLAGS, 0o600);
+    try {
+      if (this.size < 0) this.size = (await fh.stat()).size;
+      const text = this.needsNewline ? `\n${line}` : line;
+      await fh.write(text);
+      this.needsNewline = false;
+      this.size += Buffer.byteLength(text);
+    } finally {
+      await fh.close();
     }
-    lines = lines.slice(-n);
-    const out: DomainEvent[] = [];
-    for (const l of lines) {
-      try {
-        out.push(JSON.parse(l) as DomainEvent);
-      } catch {
-        // A torn last line after a crash is skipped, not fatal.
-      }
-    }
-    return out;
   }
 }

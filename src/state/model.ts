@@ -1,35 +1,18 @@
 import { PtError } from '../errors.js';
-import { isPciAddress, type PciAddress } from '../pci/address.js';
+import type { PciAddress } from '../pci/address.js';
 
-export const STATE_FORMAT = 'passthru-state/1';
+import { checker, describeIssues } from '../schema/validate.js';
+import {
+  STATE_FORMAT,
+  StateSchema,
+  type ClaimSpec,
+  type DeviceIdentity,
+  type LedgerEntry,
+  type State,
+} from '../schema/state.js';
 
-export interface ClaimSpec {
-  address: PciAddress;
-  /** Also bind the other endpoints of the IOMMU group (a GPU's audio function). */
-  withGroup: boolean;
-  /** Skip the host-critical guard. */
-  force: boolean;
-  createdAt: number;
-}
-
-/** What a device was bound to before passthru first touched it. Written BEFORE any write. */
-export interface LedgerEntry {
-  address: PciAddress;
-  originalDriver: string | null;
-  vendorId: string;
-  deviceId: string;
-  recordedAt: number;
-  /** The claim that bound it (itself, or the claim whose --with-group pulled it in). */
-  claim?: PciAddress;
-}
-
-export interface State {
-  format: typeof STATE_FORMAT;
-  /** Incremented on every save: a store never silently goes back. */
-  generation: number;
-  claims: Record<string, ClaimSpec>;
-  ledger: Record<string, LedgerEntry>;
-}
+export { STATE_FORMAT };
+export type { ClaimSpec, DeviceIdentity, LedgerEntry, State };
 
 export function emptyState(): State {
   return { format: STATE_FORMAT, generation: 0, claims: {}, ledger: {} };
@@ -45,39 +28,25 @@ function corrupt(where: string, why: string): never {
   );
 }
 
-/** Checks parsed JSON; a state written by a newer format is refused rather than rewritten. */
+const stateChecker = checker(StateSchema);
+
+/**
+ * Checks parsed JSON against the state schema (src/schema/state.ts), then what a schema cannot
+ * say: every entry sits under its own address. A state written by a newer format is refused
+ * rather than rewritten.
+ */
 export function validateState(raw: unknown, where: string): State {
-  if (typeof raw !== 'object' || raw === null) corrupt(where, 'not an object');
-  const r = raw as Record<string, unknown>;
-  if (r.format !== STATE_FORMAT) corrupt(where, `unknown format ${JSON.stringify(r.format)}`);
-  if (typeof r.generation !== 'number' || !Number.isInteger(r.generation))
-    corrupt(where, 'generation');
-  const claims = r.claims;
-  const ledger = r.ledger;
-  if (typeof claims !== 'object' || claims === null) corrupt(where, 'claims');
-  if (typeof ledger !== 'object' || ledger === null) corrupt(where, 'ledger');
-  for (const [k, v] of Object.entries(claims)) {
-    const c = v as Record<string, unknown>;
-    if (
-      !isPciAddress(k) ||
-      c.address !== k ||
-      typeof c.withGroup !== 'boolean' ||
-      typeof c.force !== 'boolean'
-    ) {
-      corrupt(where, `claim ${k}`);
-    }
+  if (typeof raw === 'object' && raw !== null && 'format' in raw && raw.format !== STATE_FORMAT) {
+    corrupt(where, `unknown format ${JSON.stringify(raw.format)}`);
   }
-  for (const [k, v] of Object.entries(ledger)) {
-    const l = v as Record<string, unknown>;
-    if (
-      !isPciAddress(k) ||
-      l.address !== k ||
-      !(l.originalDriver === null || typeof l.originalDriver === 'string')
-    ) {
-      corrupt(where, `ledger entry ${k}`);
-    }
+  if (!stateChecker.check(raw)) corrupt(where, describeIssues(stateChecker.issues(raw)));
+  for (const [k, c] of Object.entries(raw.claims)) {
+    if (c.address !== k) corrupt(where, `claim ${k} names ${c.address}`);
   }
-  return raw as State;
+  for (const [k, l] of Object.entries(raw.ledger)) {
+    if (l.address !== k) corrupt(where, `ledger entry ${k} names ${l.address}`);
+  }
+  return raw;
 }
 
 /** Where desired state lives: a file on one host, custom resources in Kubernetes (later). */

@@ -1,18 +1,34 @@
-import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
 export type LogFormat = 'json' | 'pretty';
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
-/** The one logger, made at the composition root; components take children of it. */
-export function makeLogger(level: string, format: LogFormat): Logger {
+/**
+ * Log lines buffered while stderr does not take them; past this they are dropped. A stderr
+ * pipe nobody reads then costs at most this much memory, never a blocked agent: synchronous
+ * writes to a full pipe froze it (adversarial finding 12).
+ */
+const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+
+function stderrDestination(): DestinationStream {
+  return pino.destination({ dest: 2, sync: false, maxLength: MAX_BUFFERED_BYTES });
+}
+
+/**
+ * The one logger, made at the composition root; components take children of it. Writes to
+ * stderr asynchronously. pino-pretty (15 packages) is loaded only for `--log-format pretty`.
+ */
+export async function makeLogger(level: LogLevel, format: LogFormat): Promise<Logger> {
   if (format === 'pretty') {
+    const { default: pretty } = await import('pino-pretty');
     return pino(
       { level, base: { name: 'passthru' } },
-      pretty({ destination: 2, colorize: false, sync: true }),
+      pretty({ destination: stderrDestination(), colorize: false }),
     );
   }
-  return pino({ level, base: { name: 'passthru' } }, pino.destination({ dest: 2, sync: true }));
+  return pino({ level, base: { name: 'passthru' } }, stderrDestination());
 }
 
 export function silentLogger(): Logger {

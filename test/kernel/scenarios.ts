@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compareWithLspci, parseLspci, type ListEntry } from '../lspci.js';
+import { hostContract, vfioHoldFacts, vmHoldsDevice } from './host-scenarios.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const MAIN = path.join(repo, 'dist/src/main.js');
@@ -102,8 +103,13 @@ function startAgent(extra: string[] = [], logName = 'agent.log'): ChildProcess {
 async function waitForAgent(): Promise<void> {
   const ok = await waitFor(() => fs.existsSync(SOCKET), 30_000, 50);
   expect(ok !== null, 'agent control socket appeared');
-  // The socket exists once the agent has re-applied its claims and listens.
-  await sleep(50);
+  // The socket opens before the first reconcile; `running` once the claims are re-applied.
+  const running = await waitFor(
+    () => (JSON.parse(cli(['status', '--json']).out) as { phase?: string }).phase === 'running',
+    30_000,
+    50,
+  );
+  expect(running !== null, 'agent finished starting');
 }
 interface Status {
   claims: { address: string; state: string }[];
@@ -307,7 +313,40 @@ function hostCritical(): void {
     expect(/9p (filesystem|share)/.test(r.out), `the reason names the 9p share: ${r.out}`);
     expect(driverOf(a) === before, 'driver unchanged');
   }
-  report.measured = { refused: ninep };
+  // doctor traces the overlay root to the share that no visible mount uses (hostfs).
+  const doc = cli(['doctor', '--json'], { allowFail: true });
+  const checks = (
+    JSON.parse(doc.out) as { checks: { id: string; status: string; summary: string }[] }
+  ).checks;
+  const root = checks.find((c) => c.id === 'backing:/');
+  expect(
+    root !== undefined && ninep.some((a) => root.summary.includes(a)),
+    `doctor says a 9p device backs /: ${JSON.stringify(root)}`,
+  );
+  const unknown = checks.filter((c) => c.id === 'host-uses-unknown').map((c) => c.summary);
+  expect(unknown.length === 0, `every mount, swap and route traced: ${unknown.join(' | ')}`);
+  // A NIC that is up with a global address is the host's: refused until it has none.
+  const nic = byIds('8086', '10d3')[0];
+  expect(nic !== undefined, 'an e1000e NIC');
+  const iface = fs.readdirSync(dev(nic, 'net'))[0];
+  expect(iface !== undefined, `${nic} has a network interface`);
+  const up = sh(`ip link set ${iface} up && ip addr add 192.0.2.10/24 dev ${iface}`);
+  expect(up.code === 0, `address ${iface}: ${up.out}`);
+  const refused = cli(['claim', nic], { allowFail: true });
+  expect(
+    refused.code === 4 &&
+      refused.out.includes('PT_ERR_HOST_CRITICAL') &&
+      refused.out.includes(`network interface ${iface} is up with a global address (192.0.2.0/24)`),
+    `${nic} (${iface}, up, 192.0.2.10/24) refused: ${refused.out}`,
+  );
+  expect(driverOf(nic) === 'e1000e', 'NIC still on e1000e');
+  const down = sh(`ip addr flush dev ${iface} && ip link set ${iface} down`);
+  expect(down.code === 0, `unaddress ${iface}: ${down.out}`);
+  cli(['claim', nic]);
+  expect(driverOf(nic) === 'vfio-pci', 'the same NIC without an address is claimable');
+  cli(['release', nic]);
+  expect(driverOf(nic) === 'e1000e', 'released');
+  report.measured = { refused: ninep, refusedNic: { nic, iface }, root: root.summary };
 }
 
 function driverctl(): void {
@@ -372,6 +411,9 @@ const scenarios: Record<string, () => Promise<void> | void> = {
   'host-critical': hostCritical,
   driverctl,
   'sriov-vf': sriovVf,
+  'host-contract': () => hostContract({ note, measured: report.measured }),
+  'vfio-hold-facts': () => vfioHoldFacts({ note, measured: report.measured }),
+  'vm-holds-device': () => vmHoldsDevice({ note, measured: report.measured }),
 };
 
 const name = process.argv[2] ?? '';

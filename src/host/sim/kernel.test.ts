@@ -4,7 +4,7 @@ import { errnoOf } from '../../errors.js';
 import { parsePciAddress } from '../../pci/address.js';
 import { ManualClock, settle } from '../clock.js';
 import { SimKernel } from './kernel.js';
-import { TOPOLOGY_FORMAT, type Topology } from './topology.js';
+import { TOPOLOGY_FORMAT, type Topology } from '../../topology/format.js';
 
 const A = parsePciAddress('0000:01:00.0');
 const B = parsePciAddress('0000:02:00.0');
@@ -13,7 +13,7 @@ const F1 = parsePciAddress('0000:00:05.1');
 const EDU = parsePciAddress('0000:00:06.0');
 const PF = parsePciAddress('0000:04:00.0');
 
-function topo(release = '6.1.0-26-amd64'): Topology {
+export function topo(release = '6.1.0-26-amd64'): Topology {
   return {
     format: TOPOLOGY_FORMAT,
     name: 'unit',
@@ -271,10 +271,18 @@ test('sim: sriov_numvfs creates VFs with physfn links and own groups; N to M nee
   await h.probeDevice(vf);
   assert.equal(k.driverOf(vf), 'vfio-pci');
   k.openDevice(vf);
-  assert.equal(await errno(h.writeDeviceAttr(PF, 'sriov_numvfs', '0')), 'EBUSY');
+  // As on the real kernel (docs/simulated-kernel.md): removing a held VF waits for the VM.
+  let removed = false;
+  const disabling = h.writeDeviceAttr(PF, 'sriov_numvfs', '0').then(() => {
+    removed = true;
+  });
+  await settle();
+  assert.equal(removed, false);
+  assert.equal(k.hasDevice(vf), true);
   k.closeDevice(vf);
-  await h.writeDeviceAttr(PF, 'sriov_numvfs', '0');
+  await disabling;
   assert.equal(k.hasDevice(vf), false);
+  assert.equal(await h.readDeviceAttr(PF, 'sriov_numvfs'), '0');
 });
 
 test('sim: remove then rescan brings the device back with driver_override cleared', async () => {

@@ -1,131 +1,73 @@
 import { SysError } from '../../errors.js';
 import {
+  addressParts,
   compareAddresses,
   fromRoutingId,
-  addressParts,
-  parsePciAddress,
   routingId,
   type PciAddress,
 } from '../../pci/address.js';
 import { buildConfigHeader } from '../../pci/config.js';
+import type { Topology } from '../../topology/format.js';
 import { systemClock, type Clock } from '../clock.js';
 import {
+  LOCK_TAKING_ATTRS,
   canonicalModuleName,
+  isValidDriverName,
   type DeviceAttr,
   type DeviceHolder,
   type DeviceLinks,
   type HostPort,
-  type HostUse,
+  type HostUses,
   type KernelInfo,
   type ModuleAvailability,
   type ModuleStatus,
   type Uevent,
-  type WritableDeviceAttr,
 } from '../port.js';
-/** Simulated VMs get pids from here, so status and errors can name a holder. */
-const SIM_VM_PID = 4242;
+import { DeviceLocks } from './device-lock.js';
+import { SimFaults } from './faults.js';
+import {
+  SIM_VM_PID,
+  VFIO_DRIVER,
+  type SimCall,
+  type SimDevice,
+  type SimDriver,
+  type SimState,
+  type SimTiming,
+  type SimWriteOp,
+} from './model.js';
+import { SimModules } from './modules.js';
+import { SimHost } from './port.js';
+import { stateFromTopology, stateToTopology } from './topology-io.js';
+import { SimUevents } from './uevents.js';
 
-import { vfioModuleGraph, validateTopology, TOPOLOGY_FORMAT, type Topology } from './topology.js';
+export { VFIO_DRIVER, type SimCall, type SimTiming, type SimWriteOp } from './model.js';
 
-export const VFIO_DRIVER = 'vfio-pci';
-
-interface SimDevice {
-  address: PciAddress;
-  vendor: string;
-  device: string;
-  subsystemVendor: string;
-  subsystemDevice: string;
-  classId: string;
-  revision: string;
-  driver: string | null;
-  override: string | null;
-  group: number | null;
-  numaNode: number;
-  parent: PciAddress | null;
-  bootVga: boolean;
-  resetMethods: string[];
-  label: string | null;
-  sriov: { total: number; num: number; vfDevice: string; offset: number; stride: number } | null;
-  physfn: PciAddress | null;
-  virtfns: PciAddress[];
-  /** Open file descriptions held by userspace (a VM): vfio-pci's unbind blocks while > 0. */
-  openCount: number;
-}
-
-interface SimDriver {
-  name: string;
-  module: string | null;
-  ids: string[];
-}
-
-interface SimModule {
-  name: string;
-  deps: string[];
-  state: 'live' | 'unloading' | 'absent' | 'builtin';
-  available: boolean;
-  blocked: string | undefined;
-}
-
-/**
- * Optional delays (on the kernel's clock) so a simulation paces like a real host: the real-kernel
- * lab measured modprobe vfio-pci at 300-500 ms and module-removal uevents 233-279 ms after the
- * rmmod began. Zero (the default) keeps every operation instant.
- */
-export interface SimTiming {
-  modprobeMs?: number;
-  ueventMs?: number;
-}
-
-export type SimWriteOp = WritableDeviceAttr | 'unbind' | 'bind' | 'drivers_probe' | 'rescan';
-
-interface WriteFault {
-  op: SimWriteOp;
-  address: PciAddress | undefined;
-  errno: string;
-  remaining: number;
-}
-
-interface PendingUnbind {
+interface PendingRelease {
   address: PciAddress;
   release: () => void;
 }
 
-/** What the sim records of each host-side call, for tests that check "no side effect". */
-export interface SimCall {
-  op: string;
-  address?: PciAddress;
-  value?: string;
-}
-
 /**
  * A simulated Linux PCI/driver/module core, precise enough to test bind and unbind logic without
- * hardware (in the spirit of libvirt's virpcimock). docs/simulated-kernel.md lists what it models
- * and what it does not.
+ * hardware (in the spirit of libvirt's virpcimock). This file holds the device and driver
+ * model and the pokes tests and `passthru sim` use; modules, device_lock, faults, uevents and
+ * topology import/export live beside it. docs/simulated-kernel.md lists what it models and
+ * what it does not.
  */
 export class SimKernel {
   readonly clock: Clock;
   readonly name: string;
-  private release: string;
-  private cmdline: string;
-  private iommus: string[];
-  private interruptRemapping: KernelInfo['interruptRemapping'];
-  private devices = new Map<PciAddress, SimDevice>();
-  private removed = new Map<PciAddress, SimDevice>();
-  private drivers = new Map<string, SimDriver>();
-  private modules = new Map<string, SimModule>();
-  private uses: HostUse[];
-  private writeFaults: WriteFault[] = [];
-  private loadFaults = new Map<string, { remaining: number; message: string }>();
-  private blockedUnbinds = new Set<PciAddress>();
-  private pendingUnbinds: PendingUnbind[] = [];
-  private ueventListeners = new Set<(e: Uevent) => void>();
-  private generation = 0;
-  private severRule: { op: string; address: PciAddress | undefined } | null = null;
-  private description: string | undefined;
   /** Every write and module load, in order. */
   readonly calls: SimCall[] = [];
 
+  private readonly s: SimState;
   private readonly timing: SimTiming;
+  private readonly faults = new SimFaults();
+  private readonly locks = new DeviceLocks();
+  private readonly uevents: SimUevents;
+  private readonly modules: SimModules;
+  private readonly blockedUnbinds = new Set<PciAddress>();
+  private pendingReleases: PendingRelease[] = [];
 
   constructor(
     topology: Topology,
@@ -133,227 +75,107 @@ export class SimKernel {
     options: { timing?: SimTiming } = {},
   ) {
     this.timing = options.timing ?? {};
-    const topo = validateTopology(topology);
+    this.s = stateFromTopology(topology);
+    for (const d of [...this.s.devices.values()].sort((a, b) =>
+      compareAddresses(a.address, b.address),
+    ))
+      if (d.driver === VFIO_DRIVER && this.hasDeviceCdev()) d.cdev = this.freeCdevMinor();
     this.clock = clock;
-    this.name = topo.name;
-    this.description = topo.description;
-    this.release = topo.kernel?.release ?? '6.1.0-sim-amd64';
-    this.cmdline = topo.kernel?.cmdline ?? 'intel_iommu=on iommu=pt';
-    this.iommus = topo.kernel?.iommus ?? ['dmar0'];
-    this.interruptRemapping = topo.kernel?.interruptRemapping ?? 'enabled';
-    this.uses = (topo.hostUses ?? []).map((u) => ({
-      address: parsePciAddress(u.address),
-      use: u.use,
-    }));
-
-    for (const d of topo.devices) {
-      const address = parsePciAddress(d.address);
-      this.devices.set(address, {
-        address,
-        vendor: d.vendor,
-        device: d.device,
-        subsystemVendor: d.subsystemVendor ?? '0000',
-        subsystemDevice: d.subsystemDevice ?? '0000',
-        classId: d.class,
-        revision: d.revision ?? '00',
-        driver: d.driver ?? null,
-        override: d.driverOverride ?? null,
-        group: d.iommuGroup ?? null,
-        numaNode: d.numaNode ?? -1,
-        parent: d.parent ? parsePciAddress(d.parent) : null,
-        bootVga: d.bootVga ?? false,
-        resetMethods: d.resetMethods ?? [],
-        label: d.label ?? null,
-        sriov: d.sriov
-          ? {
-              total: d.sriov.totalVfs,
-              num: 0,
-              vfDevice: d.sriov.vfDevice,
-              offset: d.sriov.vfOffset ?? 1,
-              stride: d.sriov.vfStride ?? 1,
-            }
-          : null,
-        physfn: d.physfn ? parsePciAddress(d.physfn) : null,
-        virtfns: [],
-        openCount: 0,
-      });
-    }
-    // VFs listed in the topology (a snapshot of a host with VFs enabled) link to their PF.
-    for (const dev of this.devices.values()) {
-      if (dev.physfn) {
-        const pf = this.devices.get(dev.physfn);
-        if (pf) pf.virtfns.push(dev.address);
-      }
-    }
-    for (const pf of this.devices.values()) {
-      if (pf.sriov) pf.sriov.num = pf.virtfns.length;
-    }
-
-    const graph = vfioModuleGraph(this.release);
-    const anyVfio = topo.devices.some((d) => d.driver === VFIO_DRIVER);
-    for (const m of graph) {
-      this.modules.set(m.name, {
-        name: m.name,
-        deps: m.deps,
-        state: anyVfio ? 'live' : 'absent',
-        available: true,
-        blocked: undefined,
-      });
-    }
-    this.drivers.set(VFIO_DRIVER, { name: VFIO_DRIVER, module: 'vfio_pci', ids: [] });
-    for (const drv of topo.drivers ?? []) {
-      this.drivers.set(drv.name, {
-        name: drv.name,
-        module: drv.module === undefined ? canonicalModuleName(drv.name) : drv.module,
-        ids: drv.ids ?? [],
-      });
-    }
-    // Drivers that appear only as a device's current driver: match what they are bound to.
-    for (const dev of this.devices.values()) {
-      if (dev.driver === null || dev.driver === VFIO_DRIVER) continue;
-      let drv = this.drivers.get(dev.driver);
-      if (!drv) {
-        drv = { name: dev.driver, module: canonicalModuleName(dev.driver), ids: [] };
-        this.drivers.set(drv.name, drv);
-      }
-      if (!(topo.drivers ?? []).some((d) => d.name === dev.driver && d.ids !== undefined)) {
-        const id = `${dev.vendor}:${dev.device}`;
-        if (!drv.ids.includes(id)) drv.ids.push(id);
-      }
-    }
-    for (const drv of this.drivers.values()) {
-      if (drv.module !== null && !this.modules.has(drv.module)) {
-        this.modules.set(drv.module, {
-          name: drv.module,
-          deps: [],
-          state: 'live',
-          available: true,
-          blocked: undefined,
-        });
-      }
-    }
-    for (const m of topo.modules ?? []) {
-      const name = canonicalModuleName(m.name);
-      const prev = this.modules.get(name);
-      this.modules.set(name, {
-        name,
-        deps: (m.deps ?? prev?.deps ?? []).map(canonicalModuleName),
-        state: m.state === 'live' ? 'live' : m.state === 'builtin' ? 'builtin' : 'absent',
-        available: m.state !== 'missing',
-        blocked: m.blocked,
-      });
-    }
+    this.name = this.s.name;
+    this.uevents = new SimUevents(clock, this.timing.ueventMs ?? 0);
+    this.modules = new SimModules(this.s, {
+      emit: (e) => {
+        this.uevents.emit(e);
+      },
+      attach: (d, drv) => {
+        this.attach(d, drv);
+      },
+      detach: (d) => {
+        this.detach(d);
+      },
+      matches: (d, drv) => this.matches(d, drv),
+    });
   }
 
   /** A HostPort onto this kernel. Each call gives a fresh handle (a fresh "process"). */
   port(): HostPort {
-    return new SimHost(this, this.generation);
+    return new SimHost(this, this.faults.generation);
   }
 
   // ---------------------------------------------------------------- observation (for tests)
 
+  /** The driver that owns the device, including one whose unbind is still pending. */
   driverOf(addr: PciAddress): string | null {
-    return this.devices.get(addr)?.driver ?? null;
+    return this.s.devices.get(addr)?.driver ?? null;
   }
 
   overrideOf(addr: PciAddress): string | null {
-    return this.devices.get(addr)?.override ?? null;
+    return this.s.devices.get(addr)?.override ?? null;
   }
 
   hasDevice(addr: PciAddress): boolean {
-    return this.devices.has(addr);
+    return this.s.devices.has(addr);
+  }
+
+  /** Whether an operation holds the device's device_lock (an unbind waiting for a VM). */
+  deviceLocked(addr: PciAddress): boolean {
+    return this.locks.isLocked(addr);
   }
 
   moduleState(name: string): 'live' | 'unloading' | 'absent' | 'builtin' | undefined {
-    return this.modules.get(canonicalModuleName(name))?.state;
+    return this.modules.state(name);
   }
 
   vfioNode(group: number): boolean {
-    for (const d of this.devices.values()) {
+    for (const d of this.s.devices.values()) {
       if (d.group === group && d.driver === VFIO_DRIVER) return true;
     }
     return false;
   }
 
   groupOf(addr: PciAddress): number | null {
-    return this.devices.get(addr)?.group ?? null;
+    return this.s.devices.get(addr)?.group ?? null;
   }
 
   refcount(name: string): number {
-    const n = canonicalModuleName(name);
-    let count = 0;
-    for (const m of this.modules.values()) {
-      if ((m.state === 'live' || m.state === 'unloading') && m.deps.includes(n)) count++;
-    }
-    for (const drv of this.drivers.values()) {
-      if (drv.module !== n) continue;
-      for (const d of this.devices.values()) if (d.driver === drv.name) count += d.openCount;
-    }
-    return count;
+    return this.modules.refcount(name);
   }
 
   // ---------------------------------------------------------------- pokes from outside
 
   /** `rmmod NAME`. With `linger`, the module stays listed as Unloading until finishUnload. */
   rmmod(name: string, opts: { linger?: boolean } = {}): void {
-    const n = canonicalModuleName(name);
-    const m = this.modules.get(n);
-    if (!m || m.state === 'absent')
-      throw new SysError('ENOENT', `Module ${n} is not currently loaded`);
-    if (m.state === 'builtin') throw new SysError('EPERM', `Module ${n} is builtin`);
-    if (m.state === 'unloading') throw new SysError('EBUSY', `Module ${n} is unloading`);
-    if (this.refcount(n) > 0) throw new SysError('EBUSY', `Module ${n} is in use`);
-    this.calls.push({ op: 'rmmod', value: n });
-    m.state = 'unloading';
-    for (const drv of this.drivers.values()) {
-      if (drv.module !== n) continue;
-      for (const d of this.sortedDevices()) {
-        if (d.driver === drv.name) this.detach(d);
-      }
-    }
-    this.emit({ action: 'remove', devpath: `/module/${n}`, subsystem: 'module', props: {} });
-    if (!opts.linger) m.state = 'absent';
+    this.calls.push({ op: 'rmmod', value: canonicalModuleName(name) });
+    this.modules.rmmod(name, opts);
   }
 
   finishUnload(name: string): void {
-    const m = this.modules.get(canonicalModuleName(name));
-    if (m?.state === 'unloading') m.state = 'absent';
+    this.modules.finishUnload(name);
   }
 
   /** `modprobe -r NAME`: the module, then each dependency nothing else uses any more. */
   modprobeRemove(name: string): string[] {
-    const n = canonicalModuleName(name);
-    const m = this.modules.get(n);
-    this.rmmod(n);
-    const removed = [n];
-    const queue = [...(m?.deps ?? [])];
-    while (queue.length > 0) {
-      const dep = queue.shift();
-      if (dep === undefined) break;
-      const dm = this.modules.get(dep);
-      if (!dm || dm.state !== 'live' || this.refcount(dep) > 0) continue;
-      this.rmmod(dep);
-      removed.push(dep);
-      queue.push(...dm.deps);
-    }
-    return removed;
+    return this.modules.modprobeRemove(name, (n) => {
+      this.rmmod(n);
+    });
   }
 
   /** `modprobe NAME` from outside (another component loading a module). */
   modprobe(name: string): void {
-    this.load(canonicalModuleName(name), new Set());
+    this.modules.load(canonicalModuleName(name));
   }
 
   /** A VM opens the device (only possible through vfio-pci). */
   openDevice(addr: PciAddress): void {
-    const d = this.devices.get(addr);
-    if (d?.driver !== VFIO_DRIVER) throw new SysError('ENODEV', `${addr} is not bound to vfio-pci`);
+    const d = this.s.devices.get(addr);
+    if (d?.driver !== VFIO_DRIVER || d.unbinding)
+      throw new SysError('ENODEV', `${addr} is not bound to vfio-pci`);
     d.openCount++;
   }
 
   /** The simulated VM processes holding the device open (one pid per open). */
   holders(addr: PciAddress, group: number | null): DeviceHolder[] {
-    const d = this.devices.get(addr);
+    const d = this.s.devices.get(addr);
     if (!d || d.openCount === 0) return [];
     const path = group === null ? '/dev/vfio/devices/vfio0' : `/dev/vfio/${group}`;
     return Array.from({ length: d.openCount }, (_, i) => ({
@@ -364,7 +186,7 @@ export class SimKernel {
   }
 
   closeDevice(addr: PciAddress): void {
-    const d = this.devices.get(addr);
+    const d = this.s.devices.get(addr);
     if (!d || d.openCount === 0) return;
     d.openCount--;
     if (d.openCount === 0) this.releasePending(addr);
@@ -376,23 +198,23 @@ export class SimKernel {
     errno: string,
     opts: { address?: PciAddress; times?: number } = {},
   ): void {
-    this.writeFaults.push({ op, address: opts.address, errno, remaining: opts.times ?? 1 });
+    this.faults.failWrites(op, errno, opts);
   }
 
   /** The next `times` loads of `name` fail (modprobe exits non-zero). */
   failModuleLoads(name: string, times: number, message = 'simulated modprobe failure'): void {
-    this.loadFaults.set(canonicalModuleName(name), { remaining: times, message });
+    this.faults.failModuleLoads(name, times, message);
   }
 
   /** The module is not on this kernel any more (or back again). */
   setModuleAvailable(name: string, available: boolean, blocked?: string): void {
-    const m = this.modules.get(canonicalModuleName(name));
-    if (!m) throw new SysError('ENOENT', `unknown module ${name}`);
-    m.available = available;
-    m.blocked = blocked;
+    this.modules.setAvailable(name, available, blocked);
   }
 
-  /** Unbinding this device blocks until {@link releaseUnbind} (as vfio-pci does for a busy VM). */
+  /**
+   * Releasing this device's driver (unbind, remove) blocks until {@link releaseUnbind}, holding
+   * device_lock, as vfio-pci does while a VM holds the device.
+   */
   blockUnbind(addr: PciAddress): void {
     this.blockedUnbinds.add(addr);
   }
@@ -404,7 +226,7 @@ export class SimKernel {
 
   /** Surprise removal: the device vanishes (hot-unplug, a failing card). */
   unplug(addr: PciAddress): void {
-    const d = this.devices.get(addr);
+    const d = this.s.devices.get(addr);
     if (!d) throw new SysError('ENODEV', `no device ${addr}`);
     this.removeDevice(d, false);
   }
@@ -415,16 +237,15 @@ export class SimKernel {
    * never settle). Ports made later work normally.
    */
   severAfter(op: SimWriteOp, address?: PciAddress): void {
-    this.severRule = { op, address };
+    this.faults.severAfter(op, address);
   }
 
   isSevered(generation: number): boolean {
-    return generation < this.generation;
+    return this.faults.isSevered(generation);
   }
 
   onUevent(fn: (e: Uevent) => void): () => void {
-    this.ueventListeners.add(fn);
-    return () => this.ueventListeners.delete(fn);
+    return this.uevents.subscribe(fn);
   }
 
   // ---------------------------------------------------------------- port operations
@@ -433,8 +254,16 @@ export class SimKernel {
     return this.sortedDevices().map((d) => d.address);
   }
 
-  readAttr(addr: PciAddress, attr: DeviceAttr): string | null {
-    const d = this.devices.get(addr);
+  /** Lock-taking attributes wait for device_lock, like the kernel's show functions. */
+  readAttr(addr: PciAddress, attr: DeviceAttr): Promise<string | null> {
+    if (LOCK_TAKING_ATTRS.has(attr) && this.s.devices.has(addr)) {
+      return this.locks.run(addr, () => this.attrNow(addr, attr));
+    }
+    return Promise.resolve(this.attrNow(addr, attr));
+  }
+
+  private attrNow(addr: PciAddress, attr: DeviceAttr): string | null {
+    const d = this.s.devices.get(addr);
     if (!d) return null;
     switch (attr) {
       case 'vendor':
@@ -469,7 +298,7 @@ export class SimKernel {
   }
 
   configHeader(addr: PciAddress): Uint8Array | null {
-    const d = this.devices.get(addr);
+    const d = this.s.devices.get(addr);
     if (!d) return null;
     return buildConfigHeader({
       vendor: d.vendor,
@@ -483,197 +312,133 @@ export class SimKernel {
   }
 
   links(addr: PciAddress): DeviceLinks {
-    const d = this.devices.get(addr);
-    if (!d) return { driver: null, iommuGroup: null, physfn: null, virtfns: [], parent: null };
+    const d = this.s.devices.get(addr);
+    if (!d)
+      return {
+        driver: null,
+        iommuGroup: null,
+        physfn: null,
+        virtfns: [],
+        parent: null,
+        vfioDev: null,
+      };
     return {
-      driver: d.driver,
+      // The kernel removes the driver link before the driver's remove runs (and waits).
+      driver: d.unbinding ? null : d.driver,
       iommuGroup: d.group,
       physfn: d.physfn,
       virtfns: [...d.virtfns],
       parent: d.parent,
+      vfioDev: d.cdev === null ? null : `vfio${String(d.cdev)}`,
     };
   }
 
   registeredDrivers(): string[] {
-    return [...this.drivers.values()]
-      .filter((drv) => this.driverRegistered(drv))
+    return [...this.s.drivers.values()]
+      .filter((drv) => this.modules.driverRegistered(drv))
       .map((drv) => drv.name)
       .sort();
   }
 
   moduleStatusOf(name: string): ModuleStatus | null {
-    const m = this.modules.get(canonicalModuleName(name));
-    if (!m || m.state === 'absent') return null;
-    if (m.state === 'builtin') return { name: m.name, state: 'builtin', refcount: null };
-    return { name: m.name, state: m.state, refcount: this.refcount(m.name) };
+    return this.modules.status(name);
   }
 
   availability(name: string): ModuleAvailability {
-    const n = canonicalModuleName(name);
-    const m = this.modules.get(n);
-    if (!m || !m.available) return { name: n, kind: 'missing', deps: [] };
-    const a: ModuleAvailability = {
-      name: n,
-      kind: m.state === 'builtin' ? 'builtin' : 'loadable',
-      deps: [...m.deps],
-    };
-    if (m.blocked !== undefined) a.blocked = m.blocked;
-    return a;
+    return this.modules.availability(name);
   }
 
   kernelInfo(): KernelInfo {
     const groups = new Set<number>();
-    for (const d of this.devices.values()) if (d.group !== null) groups.add(d.group);
+    for (const d of this.s.devices.values()) if (d.group !== null) groups.add(d.group);
     return {
-      release: this.release,
-      cmdline: this.cmdline,
-      iommus: [...this.iommus],
+      release: this.s.release,
+      cmdline: this.s.cmdline,
+      iommus: [...this.s.iommus],
       iommuGroupCount: groups.size,
-      interruptRemapping: this.interruptRemapping,
+      interruptRemapping: this.s.interruptRemapping,
       modprobe: '/sbin/modprobe',
     };
   }
 
-  hostUses(): HostUse[] {
-    return this.uses.filter((u) => this.devices.has(u.address));
+  hostUses(): HostUses {
+    return {
+      uses: this.s.uses.filter((u) => this.s.devices.has(u.address)),
+      unknown: [...this.s.usesUnknown],
+      backing: [],
+    };
   }
 
   async write(op: SimWriteOp, addr: PciAddress | null, value: string): Promise<void> {
     this.calls.push(addr === null ? { op, value } : { op, address: addr, value });
-    const fault = this.writeFaults.find(
-      (f) => f.op === op && (f.address === undefined || f.address === addr) && f.remaining > 0,
-    );
-    if (fault) {
-      fault.remaining--;
-      this.writeFaults = this.writeFaults.filter((f) => f.remaining > 0);
-      throw new SysError(fault.errno, `simulated ${op} failure`);
-    }
+    this.faults.checkWrite(op, addr);
     switch (op) {
-      case 'driver_override':
-        this.writeOverride(this.need(addr, 'ENOENT'), value);
+      case 'driver_override': {
+        const d = this.need(addr, 'ENOENT');
+        await this.locks.run(d.address, () => {
+          this.writeOverride(d, value);
+        });
         break;
-      case 'sriov_numvfs':
-        this.writeNumVfs(this.need(addr, 'ENOENT'), value);
+      }
+      case 'sriov_numvfs': {
+        const d = this.need(addr, 'ENOENT');
+        await this.locks.run(d.address, () => this.writeNumVfs(d, value));
         break;
-      case 'remove':
-        this.removeDevice(this.need(addr, 'ENOENT'), true);
+      }
+      case 'remove': {
+        const d = this.need(addr, 'ENOENT');
+        await this.locks.run(d.address, () => this.removeWithDriver(d));
         break;
-      case 'unbind':
-        await this.unbind(this.need(addr, 'ENODEV'));
+      }
+      case 'unbind': {
+        const d = this.need(addr, 'ENODEV');
+        await this.locks.run(d.address, () => this.unbind(d));
         break;
-      case 'bind':
-        this.bind(this.need(addr, 'ENODEV'), value);
+      }
+      case 'bind': {
+        const d = this.need(addr, 'ENODEV');
+        await this.locks.run(d.address, () => {
+          this.bind(d, value);
+        });
         break;
-      case 'drivers_probe':
-        this.probe(this.need(addr, 'ENODEV'));
+      }
+      case 'drivers_probe': {
+        const d = this.need(addr, 'ENODEV');
+        await this.locks.run(d.address, () => {
+          this.probe(d);
+        });
         break;
+      }
       case 'rescan':
         this.rescan();
         break;
     }
-    const rule = this.severRule;
-    if (rule && rule.op === op && (rule.address === undefined || rule.address === addr)) {
-      this.severRule = null;
-      this.generation++;
-    }
+    this.faults.afterWrite(op, addr);
   }
 
   async loadModule(name: string): Promise<void> {
     const n = canonicalModuleName(name);
     this.calls.push({ op: 'modprobe', value: n });
-    const fault = this.loadFaults.get(n);
-    if (fault && fault.remaining > 0) {
-      fault.remaining--;
-      throw new SysError('EMODPROBE', `modprobe ${n}: ${fault.message}`);
-    }
+    this.faults.checkLoad(n);
     if ((this.timing.modprobeMs ?? 0) > 0) await this.clock.sleep(this.timing.modprobeMs ?? 0);
-    this.load(n, new Set());
+    this.modules.load(n);
   }
 
   /** The current state as a topology, so a running simulation can be saved and reloaded. */
   toTopology(): Topology {
-    const devices = this.sortedDevices().map((d) => {
-      const out: Topology['devices'][number] = {
-        address: d.address,
-        vendor: d.vendor,
-        device: d.device,
-        subsystemVendor: d.subsystemVendor,
-        subsystemDevice: d.subsystemDevice,
-        class: d.classId,
-        revision: d.revision,
-        driver: d.driver,
-        iommuGroup: d.group,
-        numaNode: d.numaNode,
-        parent: d.parent,
-      };
-      if (d.override !== null) out.driverOverride = d.override;
-      if (d.bootVga) out.bootVga = true;
-      if (d.resetMethods.length > 0) out.resetMethods = d.resetMethods;
-      if (d.label !== null) out.label = d.label;
-      if (d.physfn) out.physfn = d.physfn;
-      if (d.sriov) {
-        out.sriov = {
-          totalVfs: d.sriov.total,
-          numVfs: d.sriov.num,
-          vfDevice: d.sriov.vfDevice,
-          vfOffset: d.sriov.offset,
-          vfStride: d.sriov.stride,
-        };
-      }
-      return out;
-    });
-    const t: Topology = {
-      format: TOPOLOGY_FORMAT,
-      name: this.name,
-      kernel: {
-        release: this.release,
-        cmdline: this.cmdline,
-        iommus: this.iommus,
-        interruptRemapping: this.interruptRemapping,
-      },
-      modules: [...this.modules.values()].map((m) => {
-        const tm: NonNullable<Topology['modules']>[number] = {
-          name: m.name,
-          deps: m.deps,
-          state: !m.available
-            ? 'missing'
-            : m.state === 'live' || m.state === 'unloading'
-              ? 'live'
-              : m.state === 'builtin'
-                ? 'builtin'
-                : 'available',
-        };
-        if (m.blocked !== undefined) tm.blocked = m.blocked;
-        return tm;
-      }),
-      drivers: [...this.drivers.values()].map((d) => ({
-        name: d.name,
-        module: d.module,
-        ids: d.ids,
-      })),
-      devices,
-      hostUses: this.uses,
-    };
-    if (this.description !== undefined) t.description = this.description;
-    return t;
+    return stateToTopology(this.s);
   }
 
   // ---------------------------------------------------------------- internals
 
   private sortedDevices(): SimDevice[] {
-    return [...this.devices.values()].sort((a, b) => compareAddresses(a.address, b.address));
+    return [...this.s.devices.values()].sort((a, b) => compareAddresses(a.address, b.address));
   }
 
   private need(addr: PciAddress | null, errno: string): SimDevice {
-    const d = addr === null ? undefined : this.devices.get(addr);
+    const d = addr === null ? undefined : this.s.devices.get(addr);
     if (!d) throw new SysError(errno, `no such device ${addr ?? ''}`);
     return d;
-  }
-
-  private driverRegistered(drv: SimDriver): boolean {
-    if (drv.module === null) return true;
-    const m = this.modules.get(drv.module);
-    return m !== undefined && (m.state === 'live' || m.state === 'builtin');
   }
 
   private matches(d: SimDevice, drv: SimDriver): boolean {
@@ -688,7 +453,8 @@ export class SimKernel {
 
   private attach(d: SimDevice, drv: SimDriver): void {
     d.driver = drv.name;
-    this.emit({
+    if (drv.name === VFIO_DRIVER && this.hasDeviceCdev()) d.cdev = this.freeCdevMinor();
+    this.uevents.emit({
       action: 'bind',
       devpath: this.devpath(d),
       subsystem: 'pci',
@@ -697,10 +463,27 @@ export class SimKernel {
     });
   }
 
+  /** VFIO_DEVICE_CDEV arrived in 6.6; Debian's 6.1 creates no /dev/vfio/devices nodes. */
+  private hasDeviceCdev(): boolean {
+    const m = /^(\d+)\.(\d+)/.exec(this.s.release);
+    return m !== null && (Number(m[1]) > 6 || (Number(m[1]) === 6 && Number(m[2]) >= 6));
+  }
+
+  /** The kernel hands out the lowest free minor (an IDA), so numbers are reused. */
+  private freeCdevMinor(): number {
+    const used = new Set<number>();
+    for (const d of this.s.devices.values()) if (d.cdev !== null) used.add(d.cdev);
+    let n = 0;
+    while (used.has(n)) n++;
+    return n;
+  }
+
   private detach(d: SimDevice): void {
     const drv = d.driver;
     d.driver = null;
-    this.emit({
+    d.cdev = null;
+    d.unbinding = false;
+    this.uevents.emit({
       action: 'unbind',
       devpath: this.devpath(d),
       subsystem: 'pci',
@@ -710,8 +493,8 @@ export class SimKernel {
 
   private probe(d: SimDevice): void {
     if (d.driver !== null) return;
-    for (const drv of [...this.drivers.values()].sort((a, b) => a.name.localeCompare(b.name))) {
-      if (this.driverRegistered(drv) && this.matches(d, drv)) {
+    for (const drv of [...this.s.drivers.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+      if (this.modules.driverRegistered(drv) && this.matches(d, drv)) {
         this.attach(d, drv);
         return;
       }
@@ -720,8 +503,11 @@ export class SimKernel {
   }
 
   private bind(d: SimDevice, driverName: string): void {
-    const drv = this.drivers.get(driverName);
-    if (!drv || !this.driverRegistered(drv))
+    // The Linux host refuses a name that could leave /sys/bus/pci/drivers before any write.
+    if (!isValidDriverName(driverName))
+      throw new SysError('EINVAL', `bad driver name ${driverName}`);
+    const drv = this.s.drivers.get(driverName);
+    if (!drv || !this.modules.driverRegistered(drv))
       throw new SysError('ENOENT', `no driver ${driverName}`);
     if (d.driver !== null) throw new SysError('EBUSY', `${d.address} is bound to ${d.driver}`);
     if (!this.matches(d, drv))
@@ -731,21 +517,35 @@ export class SimKernel {
 
   private async unbind(d: SimDevice): Promise<void> {
     if (d.driver === null) throw new SysError('ENODEV', `${d.address} has no driver`);
-    if (this.blockedUnbinds.has(d.address) || (d.driver === VFIO_DRIVER && d.openCount > 0)) {
-      // vfio-pci relays a release request to userspace and waits for it.
+    await this.releaseDriver(d);
+  }
+
+  /**
+   * The driver core's device_release_driver, called with device_lock held: the driver link
+   * goes first, then the driver's remove runs; vfio-pci's remove waits for every holder to
+   * close the device ("blocked until released by user"), keeping the lock the whole time.
+   */
+  private async releaseDriver(d: SimDevice): Promise<void> {
+    if (d.driver === null) return;
+    if (this.mustWait(d)) {
+      d.unbinding = true;
       await new Promise<void>((resolve) => {
-        this.pendingUnbinds.push({ address: d.address, release: resolve });
+        this.pendingReleases.push({ address: d.address, release: resolve });
       });
-      if (this.driverOf(d.address) === null) return;
+      if (this.driverOf(d.address) === null) return; // it went away meanwhile (surprise removal)
     }
     this.detach(d);
   }
 
+  private mustWait(d: SimDevice): boolean {
+    return this.blockedUnbinds.has(d.address) || (d.driver === VFIO_DRIVER && d.openCount > 0);
+  }
+
   private releasePending(addr: PciAddress): void {
-    const d = this.devices.get(addr);
+    const d = this.s.devices.get(addr);
     if (this.blockedUnbinds.has(addr) || (d && d.openCount > 0)) return;
-    const ready = this.pendingUnbinds.filter((p) => p.address === addr);
-    this.pendingUnbinds = this.pendingUnbinds.filter((p) => p.address !== addr);
+    const ready = this.pendingReleases.filter((p) => p.address === addr);
+    this.pendingReleases = this.pendingReleases.filter((p) => p.address !== addr);
     for (const p of ready) p.release();
   }
 
@@ -754,7 +554,7 @@ export class SimKernel {
     d.override = v === '' ? null : v;
   }
 
-  private writeNumVfs(pf: SimDevice, value: string): void {
+  private async writeNumVfs(pf: SimDevice, value: string): Promise<void> {
     if (!pf.sriov) throw new SysError('ENOENT', `${pf.address} has no SR-IOV capability`);
     const t = value.trim();
     if (!/^\d+$/.test(t)) throw new SysError('EINVAL', `bad number ${t}`);
@@ -767,20 +567,23 @@ export class SimKernel {
     if (n !== 0 && pf.sriov.num !== 0)
       throw new SysError('EBUSY', `${pf.sriov.num} VFs already enabled`);
     if (n === 0) {
-      for (const vf of pf.virtfns) {
-        const v = this.devices.get(vf);
-        if (v && v.openCount > 0) throw new SysError('EBUSY', `VF ${vf} is in use`);
-      }
+      // pci_disable_sriov removes each VF as a device removal does: a VF a VM holds through
+      // vfio-pci keeps the write (and the PF's device_lock) waiting until the VM lets go.
       for (const vf of [...pf.virtfns]) {
-        const v = this.devices.get(vf);
-        if (v) this.removeDevice(v, false);
+        const v = this.s.devices.get(vf);
+        if (v) await this.locks.run(vf, () => this.removeWithDriver(v));
       }
       pf.virtfns = [];
       pf.sriov.num = 0;
       return;
     }
+    this.createVfs(pf, n);
+  }
+
+  private createVfs(pf: SimDevice, n: number): void {
+    if (!pf.sriov) return;
     const { domain } = addressParts(pf.address);
-    let nextGroup = Math.max(-1, ...[...this.devices.values()].map((x) => x.group ?? -1)) + 1;
+    let nextGroup = Math.max(-1, ...[...this.s.devices.values()].map((x) => x.group ?? -1)) + 1;
     const created: SimDevice[] = [];
     for (let i = 0; i < n; i++) {
       const addr = fromRoutingId(
@@ -792,6 +595,7 @@ export class SimKernel {
         address: addr,
         device: pf.sriov.vfDevice,
         driver: null,
+        unbinding: false,
         override: null,
         group: pf.group === null ? null : nextGroup++,
         bootVga: false,
@@ -800,8 +604,9 @@ export class SimKernel {
         physfn: pf.address,
         virtfns: [],
         openCount: 0,
+        cdev: null,
       };
-      this.devices.set(addr, vf);
+      this.s.devices.set(addr, vf);
       pf.virtfns.push(addr);
       created.push(vf);
     }
@@ -810,160 +615,54 @@ export class SimKernel {
     for (const vf of created) this.probe(vf);
   }
 
+  /** Removal through the `remove` attribute (or of a VF): the driver is released first. */
+  private async removeWithDriver(d: SimDevice): Promise<void> {
+    for (const vf of [...d.virtfns]) {
+      const v = this.s.devices.get(vf);
+      if (v) await this.locks.run(vf, () => this.removeWithDriver(v));
+    }
+    await this.releaseDriver(d);
+    if (this.s.devices.get(d.address) === d) this.removeDevice(d, d.physfn === null);
+  }
+
   private removeDevice(d: SimDevice, keepForRescan: boolean): void {
     for (const vf of [...d.virtfns]) {
-      const v = this.devices.get(vf);
+      const v = this.s.devices.get(vf);
       if (v) this.removeDevice(v, false);
     }
     if (d.driver !== null) this.detach(d);
-    this.devices.delete(d.address);
+    this.s.devices.delete(d.address);
     if (d.physfn) {
-      const pf = this.devices.get(d.physfn);
+      const pf = this.s.devices.get(d.physfn);
       if (pf) pf.virtfns = pf.virtfns.filter((a) => a !== d.address);
     }
-    if (keepForRescan && !d.physfn) this.removed.set(d.address, d);
-    this.emit({ action: 'remove', devpath: this.devpath(d), subsystem: 'pci', props: {} });
+    if (keepForRescan && !d.physfn) this.s.removed.set(d.address, d);
+    this.uevents.emit({ action: 'remove', devpath: this.devpath(d), subsystem: 'pci', props: {} });
     this.releasePending(d.address);
   }
 
   private rescan(): void {
-    for (const [addr, d] of this.removed) {
+    for (const [addr, d] of this.s.removed) {
       // A rescan creates a new device object: driver_override is gone.
-      this.devices.set(addr, {
+      this.s.devices.set(addr, {
         ...d,
         driver: null,
+        unbinding: false,
         override: null,
         openCount: 0,
+        cdev: null,
         virtfns: [],
         sriov: d.sriov ? { ...d.sriov, num: 0 } : null,
       });
-      this.removed.delete(addr);
-      const nd = this.devices.get(addr);
-      if (nd) this.probe(nd);
-    }
-  }
-
-  private load(name: string, visiting: Set<string>): void {
-    const m = this.modules.get(name);
-    if (!m || !m.available) {
-      throw new SysError(
-        'ENOENT',
-        `modprobe: FATAL: Module ${name} not found in directory /lib/modules/${this.release}`,
-      );
-    }
-    if (m.state === 'live' || m.state === 'builtin') return;
-    if (m.state === 'unloading') throw new SysError('EBUSY', `Module ${name} is unloading`);
-    if (visiting.has(name)) return;
-    visiting.add(name);
-    for (const dep of m.deps) this.load(dep, visiting);
-    m.state = 'live';
-    this.emit({ action: 'add', devpath: `/module/${name}`, subsystem: 'module', props: {} });
-    // A registering driver is matched against every unbound device, override included: this
-    // is how `modprobe vfio-pci` re-binds devices whose driver_override still names it.
-    for (const drv of this.drivers.values()) {
-      if (drv.module !== name) continue;
-      for (const d of this.sortedDevices()) {
-        if (d.driver === null && this.matches(d, drv)) this.attach(d, drv);
-      }
+      this.s.removed.delete(addr);
+      const nd = this.s.devices.get(addr);
+      if (!nd) continue;
+      this.uevents.emit({ action: 'add', devpath: this.devpath(nd), subsystem: 'pci', props: {} });
+      this.probe(nd);
     }
   }
 
   private devpath(d: SimDevice): string {
     return `/devices/pci${d.address.slice(0, -8)}/${d.address}`;
-  }
-
-  private emit(e: Uevent): void {
-    const props: Record<string, string> = { ...e.props, ACTION: e.action, DEVPATH: e.devpath };
-    if (e.subsystem !== undefined) props.SUBSYSTEM = e.subsystem;
-    if (e.driver !== undefined) props.DRIVER = e.driver;
-    const ev: Uevent = { ...e, props };
-    const deliver = (): void => {
-      for (const fn of this.ueventListeners) fn(ev);
-    };
-    const delay = this.timing.ueventMs ?? 0;
-    if (delay > 0) void this.clock.sleep(delay).then(deliver);
-    else deliver();
-  }
-}
-
-/** A HostPort handle onto a SimKernel. After a simulated crash its calls never settle. */
-class SimHost implements HostPort {
-  readonly clock: Clock;
-  readonly description: string;
-
-  constructor(
-    private readonly k: SimKernel,
-    private readonly generation: number,
-  ) {
-    this.clock = k.clock;
-    this.description = `sim:${k.name}`;
-  }
-
-  private async run<T>(fn: () => T | Promise<T>): Promise<T> {
-    if (this.k.isSevered(this.generation)) return new Promise<T>(() => undefined);
-    // Yield once so callers see the same asynchrony as real I/O.
-    await Promise.resolve();
-    if (this.k.isSevered(this.generation)) return new Promise<T>(() => undefined);
-    return fn();
-  }
-
-  listDevices(): Promise<PciAddress[]> {
-    return this.run(() => this.k.listDevices());
-  }
-  readDeviceAttr(addr: PciAddress, attr: DeviceAttr): Promise<string | null> {
-    return this.run(() => this.k.readAttr(addr, attr));
-  }
-  readConfigHeader(addr: PciAddress): Promise<Uint8Array | null> {
-    return this.run(() => this.k.configHeader(addr));
-  }
-  readDeviceLinks(addr: PciAddress): Promise<DeviceLinks> {
-    return this.run(() => this.k.links(addr));
-  }
-  deviceExists(addr: PciAddress): Promise<boolean> {
-    return this.run(() => this.k.hasDevice(addr));
-  }
-  listDrivers(): Promise<string[]> {
-    return this.run(() => this.k.registeredDrivers());
-  }
-  vfioGroupNodeExists(group: number): Promise<boolean> {
-    return this.run(() => this.k.vfioNode(group));
-  }
-  vfioHolders(addr: PciAddress, group: number | null): Promise<DeviceHolder[]> {
-    return this.run(() => this.k.holders(addr, group));
-  }
-  writeDeviceAttr(addr: PciAddress, attr: WritableDeviceAttr, value: string): Promise<void> {
-    return this.run(() => this.k.write(attr, addr, value));
-  }
-  unbindDevice(addr: PciAddress): Promise<void> {
-    return this.run(() => this.k.write('unbind', addr, addr));
-  }
-  bindDevice(addr: PciAddress, driver: string): Promise<void> {
-    return this.run(() => this.k.write('bind', addr, driver));
-  }
-  probeDevice(addr: PciAddress): Promise<void> {
-    return this.run(() => this.k.write('drivers_probe', addr, addr));
-  }
-  rescanBus(): Promise<void> {
-    return this.run(() => this.k.write('rescan', null, '1'));
-  }
-  moduleStatus(names: readonly string[]): Promise<Map<string, ModuleStatus | null>> {
-    return this.run(
-      () => new Map(names.map((n) => [canonicalModuleName(n), this.k.moduleStatusOf(n)])),
-    );
-  }
-  moduleAvailability(name: string): Promise<ModuleAvailability> {
-    return this.run(() => this.k.availability(name));
-  }
-  loadModule(name: string): Promise<void> {
-    return this.run(() => this.k.loadModule(name));
-  }
-  kernelInfo(): Promise<KernelInfo> {
-    return this.run(() => this.k.kernelInfo());
-  }
-  hostUses(): Promise<HostUse[]> {
-    return this.run(() => this.k.hostUses());
-  }
-  watchUevents(onEvent: (e: Uevent) => void): (() => void) | null {
-    return this.k.onUevent(onEvent);
   }
 }

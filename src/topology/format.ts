@@ -1,6 +1,6 @@
-import { PtError } from '../../errors.js';
-import { isPciAddress } from '../../pci/address.js';
-import { isHexId } from '../../pci/hex.js';
+import { PtError } from '../errors.js';
+import { isPciAddress } from '../pci/address.js';
+import { isHexId } from '../pci/hex.js';
 
 /**
  * The topology format (docs/topology.md): a host's PCI functions, drivers and modules as JSON.
@@ -68,6 +68,11 @@ export interface Topology {
   drivers?: TopologyDriver[];
   devices: TopologyDevice[];
   hostUses?: { address: string; use: string }[];
+  /**
+   * What the simulated host could not trace ("cannot tell what backs /srv: ..."): storage and
+   * network claims are then refused unless forced, as on a real host.
+   */
+  hostUnknown?: string[];
 }
 
 function bad(msg: string): never {
@@ -129,36 +134,10 @@ export function validateTopology(raw: unknown): Topology {
   }
   if (raw.drivers !== undefined && !Array.isArray(raw.drivers)) bad('drivers must be an array');
   if (raw.modules !== undefined && !Array.isArray(raw.modules)) bad('modules must be an array');
+  if (
+    raw.hostUnknown !== undefined &&
+    !(Array.isArray(raw.hostUnknown) && raw.hostUnknown.every((u) => typeof u === 'string'))
+  )
+    bad('hostUnknown must be an array of strings');
   return raw as unknown as Topology;
-}
-
-/** Parses a kernel release ("6.1.0-26-amd64") into [major, minor]. */
-export function kernelVersion(release: string): [number, number] {
-  const m = /^(\d+)\.(\d+)/.exec(release);
-  return m ? [Number(m[1]), Number(m[2])] : [0, 0];
-}
-
-/**
- * The vfio module graph of a kernel release: vfio_virqfd was merged into vfio in 6.2, and
- * vfio_pci_core split out of vfio_pci in 5.16.
- */
-export function vfioModuleGraph(release: string): { name: string; deps: string[] }[] {
-  const [maj, min] = kernelVersion(release);
-  const atLeast = (a: number, b: number): boolean => maj > a || (maj === a && min >= b);
-  const virqfd = !atLeast(6, 2);
-  const core = atLeast(5, 16);
-  const mods: { name: string; deps: string[] }[] = [
-    { name: 'irqbypass', deps: [] },
-    { name: 'vfio', deps: [] },
-    { name: 'vfio_iommu_type1', deps: ['vfio'] },
-  ];
-  if (virqfd) mods.push({ name: 'vfio_virqfd', deps: ['vfio'] });
-  const helperDeps = ['vfio', 'irqbypass', ...(virqfd ? ['vfio_virqfd'] : [])];
-  if (core) {
-    mods.push({ name: 'vfio_pci_core', deps: helperDeps });
-    mods.push({ name: 'vfio_pci', deps: ['vfio_pci_core', 'vfio'] });
-  } else {
-    mods.push({ name: 'vfio_pci', deps: helperDeps });
-  }
-  return mods;
 }

@@ -1,0 +1,121 @@
+import { PtError } from '../errors.js';
+import type { EngineOptions } from '../engine/engine.js';
+import type { Clock } from '../host/clock.js';
+import type { HostPort } from '../host/port.js';
+import type { SimKernel } from '../host/sim/kernel.js';
+import type { KeeperOptions } from '../keeper/keeper.js';
+import type { PciIdNames } from '../pci/pciids.js';
+import { FileHistory } from '../state/file-history.js';
+import { acquireStateLock } from '../state/file-lock.js';
+import { FileStore } from '../state/file-store.js';
+import type { Logger } from '../util/logger.js';
+import { Agent } from './agent.js';
+import { AgentLifecycle } from './routes.js';
+import { requestAgent } from './socket-client.js';
+import { buildApiServer } from './socket-server.js';
+
+/**
+ * How a passthru process builds and serves its agent on a state folder: the production
+ * composition, shared by src/main.ts and the crash-consistency harness (test/crash), so the
+ * harness kills exactly what runs on a host.
+ */
+export interface AgentProcessDeps {
+  host: HostPort;
+  stateDir: string;
+  socket: string;
+  /** Folder of the state lock (/run/passthru on the live host); the state folder when absent. */
+  lockDir?: string | undefined;
+  clock: Clock;
+  logger: Logger;
+  names: PciIdNames;
+  /** The simulated kernel behind `host`, for the /v1/sim routes; null on a real host. */
+  sim: SimKernel | null;
+  engine?: Partial<EngineOptions> | undefined;
+  keeper?: Partial<KeeperOptions> | undefined;
+  /** Runs beside the agent's loops once it has started (Kubernetes mode), until the signal. */
+  alongside?: ((agent: Agent, signal: AbortSignal) => Promise<void>) | undefined;
+}
+
+/** The FileHistory behind each agent, for its write failures in status. */
+const histories = new WeakMap<Agent, FileHistory>();
+
+function lock(d: AgentProcessDeps): () => void {
+  return acquireStateLock(d.stateDir, d.lockDir !== undefined ? { lockDir: d.lockDir } : {});
+}
+
+/**
+ * The agent on its file stores (state.json, history.jsonl). With `exclusive` (a direct-mode
+ * claim or release) the state lock is taken first and held until the process exits, which for
+ * a one-shot command is the end of that command.
+ */
+export function composeAgent(d: AgentProcessDeps, exclusive: boolean): Agent {
+  if (exclusive) lock(d);
+  const history = new FileHistory(d.stateDir, { logger: d.logger });
+  const agent = new Agent({
+    host: d.host,
+    store: new FileStore(d.stateDir),
+    history,
+    clock: d.clock,
+    logger: d.logger,
+    names: d.names,
+    ...(d.engine ? { engine: d.engine } : {}),
+    ...(d.keeper ? { keeper: d.keeper } : {}),
+  });
+  histories.set(agent, history);
+  return agent;
+}
+
+/**
+ * `passthru agent`: refuses when another agent answers on the socket, takes the state lock for
+ * the process's lifetime, opens the control socket (status says `starting`), starts the agent
+ * (loads the store, re-applies every claim) and runs until SIGTERM/SIGINT.
+ */
+export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<void> {
+  const ac = new AbortController();
+  const lifecycle = new AgentLifecycle();
+  const stop = (): void => {
+    d.logger.info('stopping');
+    lifecycle.stopping();
+    ac.abort();
+  };
+  // Before touching anything: a second agent would fight the first over the same devices.
+  if ((await requestAgent(d.socket, 'GET', '/v1/health')) !== null) {
+    throw new PtError('PT_ERR_INVALID_ARGUMENT', `an agent is already running on ${d.socket}`);
+  }
+  const unlock = lock(d);
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  try {
+    const history = histories.get(agent);
+    const api = await buildApiServer({
+      agent,
+      sim: d.sim,
+      lifecycle,
+      logger: d.logger,
+      ...(history ? { history } : {}),
+    });
+    // The socket opens before the first reconcile: status answers `starting` meanwhile, and
+    // CLI calls reach the agent instead of falling back to direct mode and its lock.
+    await api.listenUnix(d.socket);
+    try {
+      try {
+        await agent.start({ loadModules: true });
+      } catch (e) {
+        lifecycle.failed(e);
+        throw e;
+      }
+      if (lifecycle.phase === 'starting') lifecycle.running();
+      d.logger.info(
+        { host: d.host.description, stateDir: d.stateDir, socket: d.socket },
+        'agent running',
+      );
+      await Promise.all([agent.run(ac.signal), d.alongside?.(agent, ac.signal)]);
+    } finally {
+      await api.close();
+    }
+  } finally {
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+    unlock();
+  }
+}

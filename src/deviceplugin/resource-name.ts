@@ -1,0 +1,124 @@
+/**
+ * Kubernetes extended-resource names for PCI devices. The pooled rule is Harvester's
+ * (pcidevices `resourceName` and `trimResourceNameIfNeeded`): existing clusters carry these
+ * names in VM specs and KubeVirt's permittedHostDevices, so they must come out identical.
+ */
+
+/** Harvester checked this socket path against the 108-byte sun_path limit. */
+const HARVESTER_SOCKET_PREFIX = '/var/lib/kubelet/device-plugins/kubevirt-';
+const SOCKET_PATH_MAX = 108;
+
+function stripNonAlnum(s: string): string {
+  return s.replace(/[^a-zA-Z0-9]/g, '');
+}
+
+/** `amd.com` from "Advanced Micro Devices, Inc. [AMD/ATI]", `nvidia.com` from "NVIDIA Corporation". */
+export function vendorPart(vendorName: string | undefined): string {
+  const name = vendorName ?? 'unknown';
+  let token: string;
+  const bracket = /\[([^\]]*)\]/.exec(name);
+  if (name.includes('[') && bracket) {
+    token = stripNonAlnum((bracket[1] ?? '').split('/')[0] ?? '');
+  } else {
+    token = stripNonAlnum(name.trim().split(/\s+/)[0] ?? '');
+  }
+  // Harvester would emit ".com" here, which kubelet rejects; nothing real has such a name.
+  if (token === '') token = 'unknown';
+  return `${token.toLowerCase()}.com`;
+}
+
+/** `GA104_RTX_A4500_EMBEDDED_GPU` from "GA104 [RTX A4500 Embedded GPU ]"; the device id when empty. */
+export function productPart(productName: string | undefined, deviceId: string): string {
+  if (productName === undefined) return deviceId;
+  const p = productName
+    .trim()
+    .toUpperCase()
+    .replace(/[/.]/g, '_')
+    .replace(/\s+/g, '_')
+    .replace(/[^a-zA-Z0-9_.]/g, '')
+    .replace(/[_.-]+$/, '');
+  return p === '' ? deviceId : p;
+}
+
+function fits(vendor: string, product: string): boolean {
+  return `${HARVESTER_SOCKET_PREFIX}/${vendor}-${product}.sock`.length <= SOCKET_PATH_MAX;
+}
+
+/**
+ * The pooled resource name for a device model, from its pci.ids vendor and product names
+ * (undefined when pci.ids lacks them) and its 4-hex-digit device id.
+ */
+export function pooledResourceName(
+  vendorName: string | undefined,
+  productName: string | undefined,
+  deviceId: string,
+): string {
+  const v = vendorPart(vendorName);
+  let p = productPart(productName, deviceId);
+  if (!fits(v, p)) p = p.replace('VIRTUAL_FUNCTION', 'VF');
+  if (!fits(v, p)) p = deviceId;
+  return `${v}/${p}`;
+}
+
+const NAME_PART_MAX = 63;
+const NAME_PART_RE = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+const DNS_SUBDOMAIN_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/**
+ * kubelet's `IsExtendedResourceName`: a prefixed name outside kubernetes.io whose
+ * `requests.<name>` is a qualified name. Register fails for anything else.
+ */
+export function isExtendedResourceName(name: string): boolean {
+  const slash = name.indexOf('/');
+  if (slash <= 0 || name.indexOf('/', slash + 1) !== -1) return false;
+  const prefix = name.slice(0, slash);
+  const part = name.slice(slash + 1);
+  if (prefix === 'kubernetes.io' || prefix.endsWith('.kubernetes.io')) return false;
+  if (prefix === 'requests') return false;
+  if (prefix.length > 253 || !DNS_SUBDOMAIN_RE.test(prefix)) return false;
+  return part.length <= NAME_PART_MAX && NAME_PART_RE.test(part);
+}
+
+/** FNV-1a, 32 bits: a short stable tag for a shortened host name. */
+function fnv1a(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, '0');
+}
+
+/**
+ * The per-device resource name `<vendor>/<node>-<address without ':' and '.'>` (Harvester's
+ * PCIDevice name). Harvester broke the 63-character rule with long host names and kubelet then
+ * refused Register; here a long node name is cut and tagged with a hash of the whole name, so
+ * the result is valid, stable and still unique per node.
+ */
+export function perDeviceResourceName(
+  vendorName: string | undefined,
+  nodeName: string,
+  address: string,
+): string {
+  const v = vendorPart(vendorName);
+  const addr = address.replace(/[:.]/g, '');
+  let node = nodeName.replace(/[^-A-Za-z0-9_.]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+  if (node.length + 1 + addr.length > NAME_PART_MAX) {
+    const keep = NAME_PART_MAX - addr.length - 1 - 9;
+    node = `${node.slice(0, keep).replace(/[^A-Za-z0-9]+$/, '')}-${fnv1a(nodeName)}`;
+  }
+  return node === '' ? `${v}/${addr}` : `${v}/${node}-${addr}`;
+}
+
+/**
+ * The variable KubeVirt's virt-launcher reads (`util.ResourceNameToEnvVar`): `PCI_RESOURCE_` plus
+ * the upper-cased name with `/` and `.` as `_` (`-` is kept).
+ */
+export function pciResourceEnvVar(resourceName: string): string {
+  return `PCI_RESOURCE_${resourceName.toUpperCase().replace(/[/.]/g, '_')}`;
+}
+
+/** The plugin's socket file name inside the plugin folder (no '/' allowed there). */
+export function socketNameFor(resourceName: string): string {
+  return `passthru-${resourceName.replace(/\//g, '-')}.sock`;
+}

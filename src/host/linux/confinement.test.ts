@@ -1,0 +1,114 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { errnoOf } from '../../errors.js';
+import { parsePciAddress } from '../../pci/address.js';
+import { loadTopology } from '../files.js';
+import { writeSysfsTree } from '../sysfs-tree.js';
+import { LinuxHost } from './host.js';
+
+const NIC = parsePciAddress('0000:01:00.0');
+const NIC2 = parsePciAddress('0000:02:00.0');
+
+async function tree(): Promise<{ root: string; outside: string }> {
+  const base = await fs.mkdtemp(path.join(os.tmpdir(), 'pt-confine-'));
+  const root = path.join(base, 'tree');
+  const outside = path.join(base, 'outside');
+  await fs.mkdir(outside);
+  await writeSysfsTree(await loadTopology('qemu-guest'), root);
+  return { root, outside };
+}
+
+async function errno(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (e) {
+    return errnoOf(e);
+  }
+}
+
+test('--root: a symlinked attribute leading out of the tree is neither read nor written; the file outside stays untouched', async () => {
+  const { root, outside } = await tree();
+  try {
+    const victim = path.join(outside, 'victim');
+    await fs.writeFile(victim, 'precious\n');
+    const ov = path.join(root, 'sys/bus/pci/devices', NIC, 'driver_override');
+    await fs.rm(await fs.realpath(ov));
+    await fs.symlink(
+      victim,
+      await fs.realpath(path.dirname(ov)).then((d) => path.join(d, 'driver_override')),
+    );
+    const h = new LinuxHost({ root, uevents: false });
+    assert.equal(await h.readDeviceAttr(NIC, 'driver_override'), null);
+    assert.equal(await errno(h.writeDeviceAttr(NIC, 'driver_override', 'vfio-pci')), 'ELOOP');
+    assert.equal(await fs.readFile(victim, 'utf8'), 'precious\n');
+  } finally {
+    await fs.rm(path.dirname(root), { recursive: true, force: true });
+  }
+});
+
+test('--root: a driver link leading out of the tree reads as no driver and its unbind is refused (EXDEV) without writing outside', async () => {
+  const { root, outside } = await tree();
+  try {
+    const drv = path.join(outside, 'outside-driver');
+    await fs.mkdir(drv);
+    await fs.writeFile(path.join(drv, 'unbind'), '');
+    const devDir = await fs.realpath(path.join(root, 'sys/bus/pci/devices', NIC));
+    await fs.rm(path.join(devDir, 'driver'));
+    await fs.symlink(drv, path.join(devDir, 'driver'));
+    const h = new LinuxHost({ root, uevents: false });
+    assert.equal((await h.readDeviceLinks(NIC)).driver, null);
+    assert.equal(await errno(h.unbindDevice(NIC)), 'EXDEV');
+    assert.equal(await fs.readFile(path.join(drv, 'unbind'), 'utf8'), '');
+  } finally {
+    await fs.rm(path.dirname(root), { recursive: true, force: true });
+  }
+});
+
+test('--root: FIFOs planted as attributes read as absent, refuse in-process writes (ENXIO), and a blocked child write is abandoned with ECANCELED', async () => {
+  const { root } = await tree();
+  try {
+    const devDir = await fs.realpath(path.join(root, 'sys/bus/pci/devices', NIC));
+    for (const f of ['vendor', 'driver_override']) {
+      await fs.rm(path.join(devDir, f));
+      execFileSync('mkfifo', [path.join(devDir, f)]);
+    }
+    const unbind = path.join(root, 'sys/bus/pci/drivers/e1000e/unbind');
+    await fs.rm(unbind);
+    execFileSync('mkfifo', [unbind]);
+    const h = new LinuxHost({ root, uevents: false });
+    assert.equal(await h.readDeviceAttr(NIC, 'vendor'), null);
+    assert.equal(await h.readDeviceAttr(NIC, 'driver_override'), null);
+    assert.equal(await errno(h.writeDeviceAttr(NIC, 'driver_override', 'vfio-pci')), 'ENXIO');
+    // Opening a FIFO nobody reads blocks, as an unbind blocks while a VM holds the device.
+    const ac = new AbortController();
+    const pending = h.unbindDevice(NIC, { signal: ac.signal });
+    setImmediate(() => {
+      ac.abort();
+    });
+    assert.equal(await errno(pending), 'ECANCELED');
+  } finally {
+    await fs.rm(path.dirname(root), { recursive: true, force: true });
+  }
+});
+
+test('child-process writes (unbind, sriov_numvfs, remove): one write of the value and a newline; a missing attribute is ENOENT and is not created', async () => {
+  const { root } = await tree();
+  try {
+    const h = new LinuxHost({ root, uevents: false });
+    await h.unbindDevice(NIC2);
+    const unbind = path.join(root, 'sys/bus/pci/drivers/e1000e/unbind');
+    assert.equal(await fs.readFile(unbind, 'utf8'), `${NIC2}\n`);
+    await h.writeDeviceAttr(NIC2, 'remove', '1');
+    const devDir = await fs.realpath(path.join(root, 'sys/bus/pci/devices', NIC2));
+    assert.equal(await fs.readFile(path.join(devDir, 'remove'), 'utf8'), '1\n');
+    assert.equal(await errno(h.writeDeviceAttr(NIC2, 'sriov_numvfs', '2')), 'ENOENT');
+    await assert.rejects(fs.stat(path.join(devDir, 'sriov_numvfs')));
+  } finally {
+    await fs.rm(path.dirname(root), { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,249 @@
+import { constants as fsc } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { SysError, errnoOf } from '../../errors.js';
+import { isPciAddress, type PciAddress } from '../../pci/address.js';
+import { systemClock, type Clock } from '../clock.js';
+import {
+  LOCK_TAKING_ATTRS,
+  isValidDriverName,
+  type DeviceAttr,
+  type DeviceHolder,
+  type DeviceLinks,
+  type HostPort,
+  type HostUses,
+  type KernelInfo,
+  type ModuleAvailability,
+  type ModuleStatus,
+  type Uevent,
+  type WritableDeviceAttr,
+  type WriteOptions,
+} from '../port.js';
+import { writeInChild } from './child-write.js';
+import { LinuxModules } from './modules.js';
+import { RootedFs } from './sysfs.js';
+import { monitorUevents } from './uevents.js';
+import { findVfioHolders } from './vfio-holders.js';
+import { readHostUses } from './host-uses.js';
+
+export interface LinuxHostOptions {
+  /** Root prefix: '/' for the live host, or a directory holding a sysfs/procfs tree. */
+  root?: string;
+  modprobePath?: string;
+  udevadmPath?: string;
+  /** The dd that runs writes that may block (see child-write.ts). */
+  ddPath?: string;
+  /** Use `udevadm monitor` as a uevent source (live host only). Default true. */
+  uevents?: boolean;
+  clock?: Clock;
+  modprobeTimeoutMs?: number;
+}
+
+/**
+ * Writes that can sleep on a held device run in a child process that can be abandoned
+ * (child-write.ts); the others run in-process, where a spawn's 50-170 ms (under QEMU) would be
+ * wasted: driver_override and bind/drivers_probe on an idle device return at once, and the
+ * engine never writes to a device with an operation pending. An unbind waits for a VM holding
+ * the device; removing a device or its VFs goes through the same wait.
+ */
+const MAY_BLOCK: ReadonlySet<WritableDeviceAttr> = new Set<WritableDeviceAttr>([
+  'sriov_numvfs',
+  'remove',
+]);
+
+export class LinuxHost implements HostPort {
+  readonly clock: Clock;
+  readonly description: string;
+  private readonly root: string;
+  private readonly live: boolean;
+  private readonly rfs: RootedFs;
+  private readonly modules: LinuxModules;
+  private readonly modprobePath: string;
+  private readonly udevadmPath: string;
+  private readonly ddPath: string;
+  private readonly useUevents: boolean;
+
+  constructor(opts: LinuxHostOptions = {}) {
+    this.rfs = new RootedFs(opts.root ?? '/');
+    this.root = this.rfs.root;
+    this.live = this.rfs.live;
+    this.clock = opts.clock ?? systemClock;
+    this.modprobePath = opts.modprobePath ?? 'modprobe';
+    this.udevadmPath = opts.udevadmPath ?? 'udevadm';
+    this.ddPath = opts.ddPath ?? 'dd';
+    this.useUevents = opts.uevents ?? true;
+    this.modules = new LinuxModules(this.rfs, this.modprobePath, opts.modprobeTimeoutMs ?? 60_000);
+    this.description = `linux:${this.root}`;
+  }
+
+  private p(...parts: string[]): string {
+    return path.join(this.root, ...parts);
+  }
+
+  private dev(addr: PciAddress, ...rest: string[]): string {
+    return this.p('sys/bus/pci/devices', addr, ...rest);
+  }
+
+  listDevices(): Promise<PciAddress[]> {
+    return Promise.resolve(
+      this.rfs.readdir(this.p('sys/bus/pci/devices')).filter(isPciAddress).sort(),
+    );
+  }
+
+  readDeviceAttr(addr: PciAddress, attr: DeviceAttr): Promise<string | null> {
+    const file = this.dev(addr, attr);
+    // Lock-taking attributes go through the thread pool; the rest are read in place (fast).
+    if (LOCK_TAKING_ATTRS.has(attr)) return this.rfs.readTextAsync(file);
+    return Promise.resolve(this.rfs.readText(file));
+  }
+
+  readConfigHeader(addr: PciAddress): Promise<Uint8Array | null> {
+    return Promise.resolve(this.rfs.readBytes(this.dev(addr, 'config'), 64));
+  }
+
+  readDeviceLinks(addr: PciAddress): Promise<DeviceLinks> {
+    const r = this.rfs;
+    const driver = r.readLinkBase(this.dev(addr, 'driver'));
+    const group = r.readLinkBase(this.dev(addr, 'iommu_group'));
+    const physfn = r.readLinkBase(this.dev(addr, 'physfn'));
+    const virtfns = r
+      .readdir(this.dev(addr))
+      .filter((e) => /^virtfn\d+$/.test(e))
+      .sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)))
+      .map((v) => r.readLinkBase(this.dev(addr, v)))
+      .filter((t): t is PciAddress => t !== null && isPciAddress(t));
+    const real = r.realpath(this.dev(addr));
+    const parentName = real === null ? null : path.basename(path.dirname(real));
+    const vfioDev = r.readdir(this.dev(addr, 'vfio-dev')).find((n) => /^vfio\d+$/.test(n)) ?? null;
+    return Promise.resolve({
+      driver,
+      iommuGroup: group !== null && /^\d+$/.test(group) ? Number(group) : null,
+      physfn: physfn !== null && isPciAddress(physfn) ? physfn : null,
+      virtfns,
+      parent: parentName !== null && isPciAddress(parentName) ? parentName : null,
+      vfioDev,
+    });
+  }
+
+  deviceExists(addr: PciAddress): Promise<boolean> {
+    return Promise.resolve(this.rfs.exists(this.dev(addr)));
+  }
+
+  listDrivers(): Promise<string[]> {
+    return Promise.resolve(this.rfs.readdir(this.p('sys/bus/pci/drivers')).sort());
+  }
+
+  vfioGroupNodeExists(group: number): Promise<boolean> {
+    return Promise.resolve(this.rfs.exists(this.p('dev/vfio', String(group))));
+  }
+
+  vfioHolders(addr: PciAddress, group: number | null): Promise<DeviceHolder[]> {
+    return findVfioHolders(this.rfs, addr, group);
+  }
+
+  async writeDeviceAttr(
+    addr: PciAddress,
+    attr: WritableDeviceAttr,
+    value: string,
+    opts: WriteOptions = {},
+  ): Promise<void> {
+    const file = this.dev(addr, attr);
+    if (MAY_BLOCK.has(attr)) await this.writeAbandonable(file, value, opts.signal);
+    else await this.rfs.writeExisting(file, value, opts.signal);
+  }
+
+  async unbindDevice(addr: PciAddress, opts: WriteOptions = {}): Promise<void> {
+    if (this.rfs.readLink(this.dev(addr, 'driver')) === null) {
+      // No driver link means nothing is bound: say it the way the kernel does for bind/unbind.
+      throw new SysError('ENODEV', `${addr} has no driver`);
+    }
+    try {
+      await this.writeAbandonable(this.dev(addr, 'driver', 'unbind'), addr, opts.signal);
+    } catch (e) {
+      // The driver went away between the check and the write.
+      if (errnoOf(e) === 'ENOENT') throw new SysError('ENODEV', `${addr} has no driver`);
+      throw e;
+    }
+  }
+
+  async bindDevice(addr: PciAddress, driver: string, opts: WriteOptions = {}): Promise<void> {
+    if (!isValidDriverName(driver)) throw new SysError('EINVAL', `bad driver name ${driver}`);
+    await this.rfs.writeExisting(this.p('sys/bus/pci/drivers', driver, 'bind'), addr, opts.signal);
+  }
+
+  async probeDevice(addr: PciAddress, opts: WriteOptions = {}): Promise<void> {
+    await this.rfs.writeExisting(this.p('sys/bus/pci/drivers_probe'), addr, opts.signal);
+  }
+
+  async rescanBus(opts: WriteOptions = {}): Promise<void> {
+    await this.rfs.writeExisting(this.p('sys/bus/pci/rescan'), '1', opts.signal);
+  }
+
+  /** A write in a child process the signal can abandon; confined to the tree like any other. */
+  private writeAbandonable(file: string, value: string, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    return writeInChild(this.ddPath, this.rfs.writablePath(file), value, signal);
+  }
+
+  moduleStatus(names: readonly string[]): Promise<Map<string, ModuleStatus | null>> {
+    return Promise.resolve(this.modules.status(names));
+  }
+
+  moduleAvailability(name: string): Promise<ModuleAvailability> {
+    return Promise.resolve(this.modules.availability(name));
+  }
+
+  loadModule(name: string): Promise<void> {
+    return this.modules.load(name);
+  }
+
+  async kernelInfo(): Promise<KernelInfo> {
+    const release = this.modules.kernelRelease();
+    const cmdline = this.rfs.readText(this.p('proc/cmdline'));
+    const iommus = this.rfs.readdir(this.p('sys/class/iommu'));
+    const groups = this.rfs.readdir(this.p('sys/kernel/iommu_groups'));
+    const interrupts = this.rfs.readText(this.p('proc/interrupts'));
+    // Remapped MSI chips are named IR-PCI-MSI / IR-IO-APIC (Intel) or AMD-IR-*.
+    const remap =
+      interrupts === null || iommus.length === 0
+        ? 'unknown'
+        : /\bIR-|AMD-IR/.test(interrupts)
+          ? 'enabled'
+          : 'disabled';
+    return {
+      release,
+      cmdline: cmdline ?? '',
+      iommus: iommus.sort(),
+      iommuGroupCount: groups.length,
+      interruptRemapping: remap,
+      modprobe: this.live ? await findExecutable(this.modprobePath) : null,
+    };
+  }
+
+  hostUses(): Promise<HostUses> {
+    return readHostUses(this.root);
+  }
+
+  watchUevents(onEvent: (e: Uevent) => void, onError: (e: Error) => void): (() => void) | null {
+    if (!this.live || !this.useUevents) return null;
+    return monitorUevents({ udevadmPath: this.udevadmPath, clock: this.clock }, onEvent, onError);
+  }
+}
+
+async function findExecutable(name: string): Promise<string | null> {
+  const dirs = name.includes('/')
+    ? ['']
+    : (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin')
+        .split(':')
+        .concat(['/usr/sbin', '/sbin']);
+  for (const d of dirs) {
+    const p = d === '' ? name : path.join(d, name);
+    try {
+      await fs.access(p, fsc.X_OK);
+      return p;
+    } catch {
+      // keep looking
+    }
+  }
+  return null;
+}

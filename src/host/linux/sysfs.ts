@@ -1,0 +1,236 @@
+import * as fsSync from 'node:fs';
+import { constants as fsc } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { SysError, errnoOf } from '../../errors.js';
+
+/**
+ * File access under a root prefix: '/' for the live host, or a directory holding a sysfs and
+ * procfs tree (`--root TREE`). Under a tree, every path is resolved first and must stay inside
+ * the tree: a symlink that leads out of it reads as absent and refuses writes (EXDEV), so a
+ * planted tree cannot steer the agent's writes to files elsewhere. Every read refuses FIFOs and
+ * device nodes (opened non-blocking, then checked), so a planted FIFO cannot hang a read.
+ */
+export class RootedFs {
+  readonly root: string;
+  readonly live: boolean;
+  private readonly realRoot: string;
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+    this.live = this.root === '/';
+    this.realRoot = this.live ? '/' : realpathOr(this.root, this.root);
+  }
+
+  p(...parts: string[]): string {
+    return path.join(this.root, ...parts);
+  }
+
+  /** The resolved location of `p`, or null when it does not exist or leaves the tree. */
+  private resolved(p: string): string | null {
+    if (this.live) return p;
+    const real = realpathOr(p, null);
+    return real !== null && this.inside(real) ? real : null;
+  }
+
+  private inside(real: string): boolean {
+    return real === this.realRoot || real.startsWith(`${this.realRoot}/`);
+  }
+
+  /**
+   * The attribute's text without its trailing newline, or null when absent or unreadable.
+   * Synchronous on purpose: plain sysfs and procfs attributes come from kernel memory in
+   * microseconds, and a thread-pool round trip per attribute made discovery 4x slower
+   * (bench/discovery.ts). Never use it for an attribute that takes device_lock: see
+   * readTextAsync.
+   */
+  readText(p: string): string | null {
+    const at = this.resolved(p);
+    if (at === null) return null;
+    let fd: number;
+    try {
+      fd = fsSync.openSync(at, fsc.O_RDONLY | fsc.O_NONBLOCK);
+    } catch (e) {
+      return absentOrThrow(e);
+    }
+    try {
+      if (!fsSync.fstatSync(fd).isFile()) return null;
+      const chunks: Buffer[] = [];
+      let total = 0;
+      for (;;) {
+        const buf = Buffer.alloc(READ_CHUNK);
+        const n = fsSync.readSync(fd, buf, 0, READ_CHUNK, null);
+        if (n === 0) break;
+        chunks.push(buf.subarray(0, n));
+        total += n;
+        if (total > MAX_TEXT) break;
+      }
+      return trimNewline(Buffer.concat(chunks).toString('utf8'));
+    } catch (e) {
+      return absentOrThrow(e);
+    } finally {
+      fsSync.closeSync(fd);
+    }
+  }
+
+  /**
+   * Like readText, but the read runs on libuv's thread pool, so a read that sleeps on
+   * device_lock (driver_override, sriov_numvfs, uevent while an unbind is pending) stalls a pool
+   * thread rather than the event loop. Concurrent reads of one path share one request, so a
+   * stuck attribute pins at most one pool thread however often it is asked for.
+   */
+  readTextAsync(p: string): Promise<string | null> {
+    const pending = this.inflight.get(p);
+    if (pending !== undefined) return pending;
+    const run = (async (): Promise<string | null> => {
+      const at = this.resolved(p);
+      if (at === null) return null;
+      let fh: fs.FileHandle;
+      try {
+        fh = await fs.open(at, fsc.O_RDONLY | fsc.O_NONBLOCK);
+      } catch (e) {
+        return absentOrThrow(e);
+      }
+      try {
+        if (!(await fh.stat()).isFile()) return null;
+        const buf = Buffer.alloc(READ_CHUNK);
+        const { bytesRead } = await fh.read(buf, 0, READ_CHUNK, 0);
+        return trimNewline(buf.subarray(0, bytesRead).toString('utf8'));
+      } catch (e) {
+        return absentOrThrow(e);
+      } finally {
+        await fh.close();
+      }
+    })().finally(() => this.inflight.delete(p));
+    this.inflight.set(p, run);
+    return run;
+  }
+
+  private readonly inflight = new Map<string, Promise<string | null>>();
+
+  readBytes(p: string, length: number): Uint8Array | null {
+    const at = this.resolved(p);
+    if (at === null) return null;
+    try {
+      const fd = fsSync.openSync(at, fsc.O_RDONLY | fsc.O_NONBLOCK);
+      try {
+        if (!fsSync.fstatSync(fd).isFile()) return null;
+        const buf = Buffer.alloc(length);
+        const n = fsSync.readSync(fd, buf, 0, length, 0);
+        return n >= length ? new Uint8Array(buf) : null;
+      } finally {
+        fsSync.closeSync(fd);
+      }
+    } catch {
+      return null;
+    }
+  }
+
+  readdir(p: string): string[] {
+    const at = this.resolved(p);
+    if (at === null) return [];
+    try {
+      return fsSync.readdirSync(at);
+    } catch {
+      return [];
+    }
+  }
+
+  /** The basename of a symlink's target; null when absent or (under a tree) leading out of it. */
+  readLinkBase(p: string): string | null {
+    const target = this.readLink(p);
+    if (target === null) return null;
+    if (!this.live && this.resolved(p) === null) return null;
+    return path.basename(target);
+  }
+
+  /** The raw target of a symlink (procfs fd links), or null. */
+  readLink(p: string): string | null {
+    const dir = this.resolved(path.dirname(p));
+    if (dir === null) return null;
+    try {
+      return fsSync.readlinkSync(path.join(dir, path.basename(p)));
+    } catch {
+      return null;
+    }
+  }
+
+  realpath(p: string): string | null {
+    return this.resolved(p);
+  }
+
+  exists(p: string): boolean {
+    const dir = this.resolved(path.dirname(p));
+    if (dir === null) return false;
+    try {
+      fsSync.lstatSync(path.join(dir, path.basename(p)));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The path a write may open: its directory resolved (inside the tree), its last component
+   * never followed. Throws ENOENT when the directory does not exist, EXDEV when it leaves the
+   * tree.
+   */
+  writablePath(p: string): string {
+    if (this.live) return p;
+    const dirReal = realpathOr(path.dirname(p), null);
+    if (dirReal === null) throw new SysError('ENOENT', `${p}: no such file or directory`);
+    if (!this.inside(dirReal)) throw new SysError('EXDEV', `${p} leads out of ${this.root}`);
+    return path.join(dirReal, path.basename(p));
+  }
+
+  /**
+   * One write(2) of `value` (newline added) to an existing attribute: opened without O_CREAT
+   * and with O_NOFOLLOW. In-process, on the thread pool: only for writes that cannot block on
+   * a held device (see writeAbandonable).
+   */
+  async writeExisting(p: string, value: string, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    const at = this.writablePath(p);
+    // O_NONBLOCK: a FIFO planted in a tree fails with ENXIO instead of hanging a pool thread.
+    const fh = await fs.open(at, fsc.O_WRONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+    try {
+      if (!(await fh.stat()).isFile()) throw new SysError('EINVAL', `${p} is not an attribute`);
+      await fh.write(value.endsWith('\n') ? value : `${value}\n`);
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+const READ_CHUNK = 65536;
+/** procfs files the agent reads (/proc/modules, mounts) stay far below this. */
+const MAX_TEXT = 16 * 1024 * 1024;
+
+function trimNewline(t: string): string {
+  return t.endsWith('\n') ? t.slice(0, -1) : t;
+}
+
+function realpathOr<T>(p: string, fallback: T): string | T {
+  try {
+    return fsSync.realpathSync.native(p);
+  } catch {
+    return fallback;
+  }
+}
+
+const ABSENT = new Set([
+  'ENOENT',
+  'ENOTDIR',
+  'EACCES',
+  'EINVAL',
+  'EIO',
+  'ENODEV',
+  'EISDIR',
+  'ENXIO',
+]);
+
+function absentOrThrow(e: unknown): null {
+  const code = errnoOf(e);
+  if (code !== undefined && ABSENT.has(code)) return null;
+  throw e instanceof Error ? e : new Error(String(e));
+}

@@ -1,0 +1,159 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { PtError } from '../src/errors.js';
+import { acquireStateLock, stateLockFile } from '../src/state/file-lock.js';
+
+const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lock-child.js');
+
+interface Taker {
+  proc: ChildProcess;
+  answer: Promise<string>;
+}
+
+/** A process that tries the lock; `answer` is "held" or the error code it got. */
+function taker(stateDir: string, lockDir?: string): Taker {
+  const proc = spawn(process.execPath, [CHILD, stateDir, ...(lockDir ? [lockDir] : [])], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const answer = new Promise<string>((resolve, reject) => {
+    let out = '';
+    proc.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('\n')) resolve(out.trim());
+    });
+    proc.once('exit', () => {
+      resolve(out.trim());
+    });
+    proc.once('error', reject);
+  });
+  return { proc, answer };
+}
+
+function done(p: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (p.exitCode !== null || p.signalCode !== null) resolve();
+    else
+      p.once('exit', () => {
+        resolve();
+      });
+  });
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pt-lock-'));
+  try {
+    await fn(dir);
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+const isLocked = (e: unknown): boolean => e instanceof PtError && e.code === 'PT_ERR_STORE_LOCKED';
+
+test('state lock: two processes racing for it 50 times: exactly one holds it each time', async () => {
+  await withDir(async (dir) => {
+    const state = path.join(dir, 'state');
+    let bothHeld = 0;
+    let oneHeld = 0;
+    for (let i = 0; i < 50; i++) {
+      const a = taker(state);
+      const b = taker(state);
+      const answers = await Promise.all([a.answer, b.answer]);
+      const held = answers.filter((x) => x === 'held').length;
+      if (held === 2) bothHeld++;
+      if (held === 1) oneHeld++;
+      assert.ok(
+        answers.every((x) => x === 'held' || x === 'PT_ERR_STORE_LOCKED'),
+        `answers ${answers.join(', ')}`,
+      );
+      a.proc.stdin?.end();
+      b.proc.stdin?.end();
+      await Promise.all([done(a.proc), done(b.proc)]);
+    }
+    assert.equal(bothHeld, 0, 'never held by both');
+    assert.equal(oneHeld, 50, 'always held by one');
+  });
+});
+
+test('state lock: a second taker in the same process is refused, and gets it after release', async () => {
+  await withDir((dir) => {
+    const release = acquireStateLock(dir);
+    assert.throws(() => acquireStateLock(dir), isLocked);
+    release();
+    acquireStateLock(dir)();
+    return Promise.resolve();
+  });
+});
+
+test('state lock: a lock file naming a live unrelated pid (1, ourselves) does not block', async () => {
+  await withDir(async (dir) => {
+    const file = stateLockFile(dir);
+    for (const content of ['1\n', `${process.pid}\n`, '', 'garbage']) {
+      await fs.writeFile(file, content);
+      const release = acquireStateLock(dir);
+      assert.equal((await fs.readFile(file, 'utf8')).trim(), String(process.pid));
+      release();
+    }
+  });
+});
+
+test('state lock: after its holder is SIGKILLed the next process takes it', async () => {
+  await withDir(async (dir) => {
+    const holder = taker(dir);
+    assert.equal(await holder.answer, 'held');
+    const refused = taker(dir);
+    assert.equal(await refused.answer, 'PT_ERR_STORE_LOCKED');
+    assert.throws(
+      () => acquireStateLock(dir),
+      (e: unknown) =>
+        isLocked(e) && new RegExp(`pid ${String(holder.proc.pid)}\\b`).test(String(e)),
+      'the refusal names the holder',
+    );
+    holder.proc.kill('SIGKILL');
+    await done(holder.proc);
+    const next = taker(dir);
+    assert.equal(await next.answer, 'held');
+    next.proc.stdin?.end();
+    await done(next.proc);
+  });
+});
+
+test('state lock in a lock folder: one lock per state folder, whatever the spelling of its path', async () => {
+  await withDir(async (dir) => {
+    const locks = path.join(dir, 'run');
+    const a = path.join(dir, 'a');
+    const b = path.join(dir, 'b');
+    await fs.mkdir(a);
+    await fs.symlink(a, path.join(dir, 'a-link'));
+    const releaseA = acquireStateLock(a, { lockDir: locks });
+    const releaseB = acquireStateLock(b, { lockDir: locks });
+    assert.throws(() => acquireStateLock(path.join(dir, 'a-link'), { lockDir: locks }), isLocked);
+    assert.throws(() => acquireStateLock(`${a}/./`, { lockDir: locks }), isLocked);
+    assert.equal((await fs.readdir(locks)).length, 2);
+    assert.equal((await fs.stat(locks)).mode & 0o777, 0o700);
+    releaseA();
+    releaseB();
+  });
+});
+
+test('state lock: a symlink, a FIFO or a directory as the lock file is refused without hanging', async () => {
+  await withDir(async (dir) => {
+    const file = stateLockFile(dir);
+    const isIo = (e: unknown): boolean => e instanceof PtError && e.code === 'PT_ERR_STORE_IO';
+    await fs.symlink(path.join(dir, 'elsewhere'), file);
+    assert.throws(() => acquireStateLock(dir), isIo);
+    await assert.rejects(fs.stat(path.join(dir, 'elsewhere')), 'the link was not followed');
+    await fs.rm(file);
+    await fs.mkdir(file);
+    assert.throws(() => acquireStateLock(dir), isIo);
+    await fs.rmdir(file);
+    const mk = spawn('mkfifo', [file]);
+    await done(mk);
+    assert.throws(() => acquireStateLock(dir), isIo);
+  });
+});
