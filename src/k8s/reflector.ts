@@ -165,9 +165,23 @@ export class Reflector {
     );
     this.handle = h;
     if (signal.aborted) h.abort();
+    // Our own deadline as well as the server's: a half-open connection (no FIN, no bookmarks)
+    // would otherwise leave the cache stale forever. Jittered so nodes do not re-watch in step.
+    const deadline = new AbortController();
+    const ms = this.opts.timeoutSeconds * 1000 * (1 + this.opts.random() * 0.1);
+    const t = { out: false };
+    void this.clock.sleep(ms, deadline.signal).then(
+      () => {
+        t.out = true;
+        h.abort();
+      },
+      () => undefined,
+    );
     const err = await h.done;
+    deadline.abort();
     this.handle = null;
     if (seen.expired) throw new KubeError(410, 'Expired', 'watch expired');
+    if (t.out) return !signal.aborted;
     if (err !== null && err !== undefined) return false;
     return seen.delivered;
   }
