@@ -116,6 +116,10 @@ for (let i = 0; i < 20; i++) {
 gc();
 const heapPerNode = (process.memoryUsage().heapUsed - heapBefore) / nodes;
 const start = sum(fake.clientStats(), 'token:node-');
+const startEvents = new Map<string, number>();
+for (const e of fake.list('events') as { reason: string }[]) {
+  startEvents.set(e.reason, (startEvents.get(e.reason) ?? 0) + 1);
+}
 
 fake.resetStats();
 const hourStart = clock.now();
@@ -169,10 +173,10 @@ const fmt = (s: ClientStats): string =>
     .join(', ')})`;
 console.log(`k8s scale: ${nodes} nodes x ${functions} functions, one fake API server`);
 console.log(
-  `  converge (create ${want} PCIDevices): ${fmt(start)}; ${(start.writes / nodes).toFixed(1)} writes/node; ${convergeReal} ms real`,
+  `  converge (create ${want} PCIDevices): ${fmt(start)}; ${(start.writes / nodes).toFixed(1)} writes/node; ${convergeReal} ms real; Events: ${[...startEvents].map(([k, v]) => `${k} ${v}`).join(', ')}`,
 );
 console.log(
-  `  at rest, per node per simulated hour: ${(rest.writes / nodes).toFixed(2)} writes, ${(rest.reads / nodes).toFixed(2)} reads, ${(rest.watches / nodes).toFixed(2)} watch renewals (${passesInHour / nodes} host resyncs/node, no API calls)`,
+  `  at rest, per node per simulated hour: ${(rest.writes / nodes).toFixed(2)} writes, ${(rest.reads / nodes).toFixed(2)} reads, ${(rest.watches / nodes).toFixed(2)} watch renewals (and ${passesInHour / nodes} host resyncs/node)`,
 );
 console.log(
   `  one claim end to end (node0): ${fmt(node0 ?? { reads: 0, writes: 0, watches: 0, calls: {} })}; all nodes: ${claimCalls.writes} writes, ${claimCalls.reads} reads; Ready after ${claimSim} simulated ms`,
