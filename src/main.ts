@@ -198,22 +198,35 @@ function processDeps(rt: Runtime, tuning: AgentTuning): AgentProcessDeps {
   };
 }
 
+/** `agent --kubernetes`: the adapter runs beside the agent's loops. */
+function k8sLoop(
+  rt: Runtime,
+  k: { kubeconfig?: string },
+): (agent: Agent, signal: AbortSignal) => Promise<void> {
+  return (agent, signal) =>
+    kubernetesAdapter(agent, rt.host, rt.names, systemClock, rt.logger, {
+      node: process.env.NODE_NAME,
+      kubeconfig: k.kubeconfig,
+    }).run(signal);
+}
+
 const agentEnv: AgentEnv = {
   openAgent: async (rt, tuning, exclusive) => {
     await prepareStateDir(rt, exclusive === true);
     return composeAgent(processDeps(rt, tuning), exclusive === true);
   },
-  serveAgent: async (rt, agent, kubernetes) => {
+  serveAgent: async (rt, agent, serve = {}) => {
     await prepareStateDir(rt, true);
-    const alongside =
-      kubernetes === undefined
-        ? undefined
-        : (a: Agent, signal: AbortSignal) =>
-            kubernetesAdapter(a, rt.host, rt.names, systemClock, rt.logger, {
-              node: process.env.NODE_NAME,
-              kubeconfig: kubernetes.kubeconfig,
-            }).run(signal);
-    await serveAgent({ ...processDeps(rt, {}), alongside }, agent);
+    await serveAgent(
+      {
+        ...processDeps(rt, {}),
+        ...(serve.devicePluginDir !== undefined
+          ? { devicePlugins: { dir: serve.devicePluginDir } }
+          : {}),
+        ...(serve.kubernetes !== undefined ? { alongside: k8sLoop(rt, serve.kubernetes) } : {}),
+      },
+      agent,
+    );
   },
   requestAgent,
   requireRoot: (rt, what) => {

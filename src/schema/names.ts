@@ -1,4 +1,4 @@
-import Type from 'typebox';
+import { Type } from '@sinclair/typebox';
 import { DRIVER_NAME_RE, MODULE_NAME_RE } from '../host/port.js';
 import { ADDRESS_RE, type PciAddress } from '../pci/address.js';
 
@@ -9,6 +9,12 @@ import { ADDRESS_RE, type PciAddress } from '../pci/address.js';
 export const PciAddressSchema = Type.Unsafe<PciAddress>(
   Type.String({ pattern: ADDRESS_RE.source, description: 'PCI address dddd:bb:dd.f (hex)' }),
 );
+
+/** The same pattern typed as plain text, for formats whose TypeScript side keeps strings. */
+export const PciAddressTextSchema = Type.String({
+  pattern: ADDRESS_RE.source,
+  description: 'PCI address dddd:bb:dd.f (hex)',
+});
 
 export const DriverNameSchema = Type.String({
   pattern: DRIVER_NAME_RE.source,

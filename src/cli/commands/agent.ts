@@ -36,6 +36,15 @@ export function addAgentCommand(program: Command, ctx: CommandContext, aenv: Age
       '--kubeconfig <file>',
       'with --kubernetes: a kubeconfig instead of the in-cluster config',
     )
+    .option(
+      '--device-plugin',
+      'serve a kubelet device plugin per resource of the claimed devices (Kubernetes nodes)',
+    )
+    .option(
+      '--device-plugin-dir <dir>',
+      "the kubelet's device-plugin folder",
+      '/var/lib/kubelet/device-plugins',
+    )
     .addOption(
       new Option('--fault-pause-after-unbind-ms <ms>', 'test hook: pause between unbind and probe')
         .argParser(msOption('--fault-pause-after-unbind-ms', 0, 600_000))
@@ -50,6 +59,8 @@ export function addAgentCommand(program: Command, ctx: CommandContext, aenv: Age
           unbindTimeoutMs: number;
           uevents: boolean;
           faultPauseAfterUnbindMs: number;
+          devicePlugin?: boolean;
+          devicePluginDir: string;
           kubernetes?: boolean;
           kubeconfig?: string;
         },
@@ -66,8 +77,12 @@ export function addAgentCommand(program: Command, ctx: CommandContext, aenv: Age
           keeper: { pollMs: o.pollMs },
           uevents: o.uevents,
         });
-        const k8s = o.kubeconfig !== undefined ? { kubeconfig: o.kubeconfig } : {};
-        await aenv.serveAgent(rt, agent, o.kubernetes === true ? k8s : undefined);
+        await aenv.serveAgent(rt, agent, {
+          ...(o.devicePlugin === true ? { devicePluginDir: o.devicePluginDir } : {}),
+          ...(o.kubernetes === true
+            ? { kubernetes: o.kubeconfig !== undefined ? { kubeconfig: o.kubeconfig } : {} }
+            : {}),
+        });
       },
     );
 }
