@@ -35,6 +35,7 @@ import {
   simBaseDir,
 } from './state/file-private-dir.js';
 import { LOG_LEVELS, makeLogger } from './util/logger.js';
+import { kubernetesAdapter } from './k8s/run.js';
 
 /**
  * Where a simulated host keeps its state when no --state-dir is given: a per-user folder
@@ -197,6 +198,18 @@ function processDeps(rt: Runtime, tuning: AgentTuning): AgentProcessDeps {
   };
 }
 
+/** `agent --kubernetes`: the adapter runs beside the agent's loops. */
+function k8sLoop(
+  rt: Runtime,
+  k: { kubeconfig?: string },
+): (agent: Agent, signal: AbortSignal) => Promise<void> {
+  return (agent, signal) =>
+    kubernetesAdapter(agent, rt.host, rt.names, systemClock, rt.logger, {
+      node: process.env.NODE_NAME,
+      kubeconfig: k.kubeconfig,
+    }).run(signal);
+}
+
 const agentEnv: AgentEnv = {
   openAgent: async (rt, tuning, exclusive) => {
     await prepareStateDir(rt, exclusive === true);
@@ -210,6 +223,7 @@ const agentEnv: AgentEnv = {
         ...(serve.devicePluginDir !== undefined
           ? { devicePlugins: { dir: serve.devicePluginDir } }
           : {}),
+        ...(serve.kubernetes !== undefined ? { alongside: k8sLoop(rt, serve.kubernetes) } : {}),
       },
       agent,
     );

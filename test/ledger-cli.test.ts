@@ -162,9 +162,11 @@ test('a --with-group release whose first driver_override write fails: both funct
     await m.poke('fail-write', { op: 'driver_override', errno: 'EIO', address: GROUP, times: 1 });
     await cli(m.dir, ['release', GROUP]);
     let drivers: (string | null)[] = [];
-    for (let i = 0; i < 40; i++) {
+    // The retry comes after the key's backoff (0.5-1 s); allow a loaded machine 15 s for it.
+    for (let i = 0; i < 300; i++) {
       drivers = [await m.driver(GROUP), await m.driver(COMPANION)];
-      if (drivers.every((d) => d === 'e1000')) break;
+      // The entry goes only after the device is verified back: wait for both.
+      if (drivers.every((d) => d === 'e1000') && Object.keys(await m.ledger()).length === 0) break;
       await systemClock.sleep(50);
     }
     assert.deepEqual(drivers, ['e1000', 'e1000']);

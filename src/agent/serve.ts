@@ -35,6 +35,8 @@ export interface AgentProcessDeps {
   keeper?: Partial<KeeperOptions> | undefined;
   /** Serve kubelet device plugins from this folder once the agent runs. */
   devicePlugins?: { dir: string } | undefined;
+  /** Runs beside the agent's loops once it has started (Kubernetes mode), until the signal. */
+  alongside?: ((agent: Agent, signal: AbortSignal) => Promise<void>) | undefined;
 }
 
 /** The FileHistory behind each agent, for its write failures in status. */
@@ -121,7 +123,7 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
           })
         : null;
       try {
-        await agent.run(ac.signal);
+        await Promise.all([agent.run(ac.signal), d.alongside?.(agent, ac.signal)]);
       } finally {
         // An intentional stop tells the kubelet "no devices" before the sockets go.
         await plugins?.stop();

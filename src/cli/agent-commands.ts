@@ -17,6 +17,8 @@ import { addSimCommands } from './sim-commands.js';
 export interface ServeOptions {
   /** Kubelet device plugins, one per resource, in this folder. */
   devicePluginDir?: string;
+  /** Kubernetes mode; a kubeconfig for development, else the in-cluster config. */
+  kubernetes?: { kubeconfig?: string };
 }
 
 export interface AgentEnv {

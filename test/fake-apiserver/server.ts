@@ -213,6 +213,13 @@ export class FakeApiServer {
     this.stats.clear();
   }
 
+  /** The watch history of one resource (bounded by historySize): every state an object had. */
+  history(plural: string): { type: string; obj: Obj }[] {
+    return this.log
+      .filter((e) => e.res.plural === plural)
+      .map((e) => ({ type: e.type, obj: structuredClone(e.obj) }));
+  }
+
   watchCount(): number {
     return this.watchers.size;
   }
@@ -712,6 +719,8 @@ export class FakeApiServer {
     client: string,
   ): void {
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    // The real server sends the headers at once; clients wait for them before watching.
+    res.flushHeaders();
     const w: Watcher = {
       res: r,
       ns,

@@ -29,6 +29,14 @@ export function addAgentCommand(program: Command, ctx: CommandContext, aenv: Age
     )
     .option('--no-uevents', 'do not use udevadm monitor as a uevent source (poll only)')
     .option(
+      '--kubernetes',
+      'Kubernetes mode: claims from PCIDeviceClaims, NODE_NAME names the node',
+    )
+    .option(
+      '--kubeconfig <file>',
+      'with --kubernetes: a kubeconfig instead of the in-cluster config',
+    )
+    .option(
       '--device-plugin',
       'serve a kubelet device plugin per resource of the claimed devices (Kubernetes nodes)',
     )
@@ -53,6 +61,8 @@ export function addAgentCommand(program: Command, ctx: CommandContext, aenv: Age
           faultPauseAfterUnbindMs: number;
           devicePlugin?: boolean;
           devicePluginDir: string;
+          kubernetes?: boolean;
+          kubeconfig?: string;
         },
         cmd: Command,
       ) => {
@@ -67,11 +77,12 @@ export function addAgentCommand(program: Command, ctx: CommandContext, aenv: Age
           keeper: { pollMs: o.pollMs },
           uevents: o.uevents,
         });
-        await aenv.serveAgent(
-          rt,
-          agent,
-          o.devicePlugin === true ? { devicePluginDir: o.devicePluginDir } : {},
-        );
+        await aenv.serveAgent(rt, agent, {
+          ...(o.devicePlugin === true ? { devicePluginDir: o.devicePluginDir } : {}),
+          ...(o.kubernetes === true
+            ? { kubernetes: o.kubeconfig !== undefined ? { kubeconfig: o.kubeconfig } : {} }
+            : {}),
+        });
       },
     );
 }

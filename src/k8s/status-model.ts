@@ -1,0 +1,139 @@
+import type { ClaimStatus } from '../engine/engine.js';
+import type { KeeperStatus } from '../keeper/keeper.js';
+import type { PciFunction } from '../pci/model.js';
+import type { PciIdNames } from '../pci/pciids.js';
+import { description, resourceNameOf } from './names.js';
+import type { Condition, PciDeviceClaimStatus, PciDeviceStatus } from './schemas.js';
+
+/**
+ * Pure mapping from what the node observes to the status objects passthru writes. Comparing
+ * these with what the API server holds decides every write: equal means no call at all.
+ */
+
+/** PCIDevice status for a function; an existing resourceName is kept, never recomputed. */
+export function deviceStatus(
+  f: PciFunction,
+  node: string,
+  names: PciIdNames,
+  existingResourceName: string | undefined,
+): PciDeviceStatus {
+  return {
+    address: f.address,
+    vendorId: f.vendorId,
+    deviceId: f.deviceId,
+    classId: f.classId.slice(0, 4),
+    nodeName: node,
+    resourceName:
+      existingResourceName !== undefined && existingResourceName !== ''
+        ? existingResourceName
+        : resourceNameOf(f, names),
+    description: description(f),
+    kernelDriverInUse: f.driver ?? '',
+    iommuGroup: f.iommuGroup === null ? '' : String(f.iommuGroup),
+    subsystemVendorId: f.subsystemVendorId,
+    subsystemDeviceId: f.subsystemDeviceId,
+    // Absent when unknown: a null in a merge patch deletes the field, so it would never compare
+    // equal and every pass would write it again.
+    ...(f.numaNode !== null ? { numaNode: f.numaNode } : {}),
+  };
+}
+
+/** Harvester lists no bridges (class 0604) as PCIDevices. */
+export function listedAsDevice(f: PciFunction): boolean {
+  return !f.isBridge && !f.classId.startsWith('0604');
+}
+
+/**
+ * Sets a condition, keeping lastTransitionTime when the status did not change, so an unchanged
+ * condition compares equal and costs no write.
+ */
+export function setCondition(
+  list: Condition[],
+  c: Omit<Condition, 'lastTransitionTime'>,
+  nowIso: string,
+): Condition[] {
+  const prev = list.find((x) => x.type === c.type);
+  const next: Condition = {
+    ...c,
+    lastTransitionTime:
+      prev !== undefined && prev.status === c.status && prev.lastTransitionTime !== undefined
+        ? prev.lastTransitionTime
+        : nowIso,
+  };
+  return [...list.filter((x) => x.type !== c.type), next].sort((a, b) =>
+    a.type < b.type ? -1 : 1,
+  );
+}
+
+const REASON: Record<ClaimStatus['state'], string> = {
+  ready: 'Bound',
+  pending: 'Binding',
+  waiting: 'WaitingForVfio',
+  refused: 'Refused',
+  missing: 'DeviceMissing',
+  error: 'BindFailed',
+  busy: 'InUse',
+  changed: 'DeviceChanged',
+};
+
+/** Claim status from the engine's view of the claim (null: the engine has no such claim). */
+export function claimStatus(
+  prev: PciDeviceClaimStatus | undefined,
+  c: ClaimStatus | null,
+  keeper: KeeperStatus,
+  generation: number,
+  nowIso: string,
+): PciDeviceClaimStatus {
+  let conds = prev?.conditions ?? [];
+  const ready = c?.state === 'ready';
+  const reason = c === null ? 'Pending' : (c.code ?? REASON[c.state]);
+  conds = setCondition(
+    conds,
+    {
+      type: 'Ready',
+      status: ready ? 'True' : 'False',
+      reason: ready ? 'Bound' : reason,
+      message: ready
+        ? 'on vfio-pci'
+        : (c?.message ?? (c === null ? 'not yet applied on the node' : c.state)),
+      observedGeneration: generation,
+    },
+    nowIso,
+  );
+  conds = setCondition(
+    conds,
+    {
+      type: 'ModulesLoaded',
+      status: keeper.healthy ? 'True' : 'False',
+      reason: keeper.healthy ? 'Loaded' : keeper.recovering ? 'Recovering' : 'Missing',
+      message: keeper.healthy
+        ? 'vfio modules loaded'
+        : (keeper.waiting ??
+          `not loaded: ${keeper.modules
+            .filter((m) => m.state !== 'live' && m.state !== 'builtin')
+            .map((m) => m.name)
+            .join(', ')}`),
+      observedGeneration: generation,
+    },
+    nowIso,
+  );
+  const refused = c?.state === 'refused' || c?.state === 'missing' || c?.state === 'changed';
+  conds = setCondition(
+    conds,
+    {
+      type: 'Refused',
+      status: refused ? 'True' : 'False',
+      reason: refused ? (c.code ?? REASON[c.state]) : 'Accepted',
+      message: refused ? (c.message ?? c.state) : 'the node accepted the claim',
+      observedGeneration: generation,
+    },
+    nowIso,
+  );
+  const original = c?.originalDrivers[c.address];
+  return {
+    kernelDriverToUnbind: original ?? prev?.kernelDriverToUnbind ?? '',
+    passthroughEnabled: ready,
+    observedGeneration: generation,
+    conditions: conds,
+  };
+}

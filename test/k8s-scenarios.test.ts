@@ -1,0 +1,373 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { writeKubeconfig } from './fake-apiserver/load.js';
+import type { FakeApiServer } from './fake-apiserver/server.js';
+import { NIC } from './helpers.js';
+import { apiFor, drive, k8sRig, NODE, startAdapter, stopAdapter, stopAll } from './k8s-rig.js';
+import { startFake } from './fake-apiserver/load.js';
+import { CLAIMS, FINALIZER } from '../src/k8s/resources.js';
+
+const exec = promisify(execFile);
+
+interface Cond {
+  type: string;
+  status: string;
+  reason?: string;
+}
+interface ClaimObj {
+  metadata: { finalizers?: string[]; generation: number };
+  status?: {
+    passthroughEnabled?: boolean;
+    kernelDriverToUnbind?: string;
+    observedGeneration?: number;
+    conditions?: Cond[];
+  };
+}
+
+const nicName = (i: number): string => `${NODE}-0000${String(i + 1).padStart(2, '0')}000`;
+
+function cond(o: ClaimObj | undefined, type: string): Cond | undefined {
+  return o?.status?.conditions?.find((c) => c.type === type);
+}
+
+test('kubernetes: PCIDevices appear for every non-bridge function, named <node>-<address>, with Harvester status fields', async () => {
+  const r = await k8sRig();
+  await drive(r, () => r.fake.list('pcidevices').length === 9, 'the PCIDevices');
+  const dev = r.fake.get('pcidevices', nicName(0)) as {
+    metadata: { labels: Record<string, string> };
+    status: Record<string, unknown>;
+  };
+  assert.equal(dev.metadata.labels.nodename, NODE);
+  assert.deepEqual(
+    { ...dev.status },
+    {
+      address: NIC[0],
+      vendorId: '8086',
+      deviceId: '10d3',
+      classId: '0200',
+      nodeName: NODE,
+      resourceName: 'unknown.com/10d3',
+      description: 'Class 0200: Vendor 8086 Device 10d3',
+      kernelDriverInUse: 'e1000e',
+      iommuGroup: '10',
+      subsystemVendorId: dev.status.subsystemVendorId,
+      subsystemDeviceId: dev.status.subsystemDeviceId,
+      numaNode: 0,
+    },
+  );
+  await stopAll(r);
+});
+
+test('kubernetes: a claim applied with kubectl ends Ready with the device on vfio-pci; deleting it releases the device before the finalizer goes', async (t) => {
+  const r = await k8sRig();
+  await drive(r, () => r.fake.list('pcidevices').length === 9, 'the PCIDevices');
+  const kc = writeKubeconfig(r.fake.url);
+  const file = path.join(path.dirname(kc), 'claim.yaml');
+  fs.writeFileSync(
+    file,
+    `apiVersion: devices.harvesterhci.io/v1beta1\nkind: PCIDeviceClaim\nmetadata:\n  name: ${nicName(0)}\nspec:\n  address: "${NIC[0]}"\n  nodeName: ${NODE}\n  userName: admin\n`,
+  );
+  let kubectl = true;
+  try {
+    await exec('kubectl', ['--kubeconfig', kc, 'apply', '-f', file], { timeout: 30_000 });
+  } catch (e) {
+    if ((e as { code?: unknown }).code !== 'ENOENT' || process.env.CI === 'true') throw e;
+    kubectl = false;
+    t.diagnostic('kubectl not installed: the claim is created through the fake directly');
+    r.fake.seed('pcideviceclaims', {
+      metadata: { name: nicName(0) },
+      spec: { address: NIC[0], nodeName: NODE, userName: 'admin' },
+    });
+  }
+  const claim = (): ClaimObj | undefined =>
+    r.fake.get('pcideviceclaims', nicName(0)) as ClaimObj | undefined;
+  await drive(r, () => cond(claim(), 'Ready')?.status === 'True', 'Ready=True');
+  assert.equal(r.node.kernel.driverOf(NIC[0]!), 'vfio-pci');
+  const c = claim();
+  assert.ok(c);
+  assert.equal(c.status?.passthroughEnabled, true);
+  assert.equal(c.status.kernelDriverToUnbind, 'e1000e');
+  assert.equal(c.status.observedGeneration, 1);
+  assert.deepEqual(c.metadata.finalizers, [FINALIZER]);
+  assert.equal(cond(c, 'ModulesLoaded')?.status, 'True');
+  assert.equal(cond(c, 'Refused')?.status, 'False');
+  await drive(
+    r,
+    () =>
+      (r.fake.get('pcidevices', nicName(0)) as { status: { kernelDriverInUse: string } }).status
+        .kernelDriverInUse === 'vfio-pci',
+    'kernelDriverInUse=vfio-pci',
+  );
+  const events = r.fake.list('events') as { reason: string; involvedObject: { name: string } }[];
+  assert.ok(events.some((e) => e.reason === 'Bound' && e.involvedObject.name === nicName(0)));
+  if (kubectl) {
+    await exec('kubectl', ['--kubeconfig', kc, 'delete', '-f', file, '--wait=false'], {
+      timeout: 30_000,
+    });
+  } else {
+    await apiFor(r.fake, 'user').delete(CLAIMS, nicName(0));
+  }
+  await drive(r, () => claim() === undefined, 'the claim to go');
+  assert.equal(r.node.kernel.driverOf(NIC[0]!), 'e1000e');
+  await stopAll(r);
+});
+
+async function claimNic(
+  r: { fake: FakeApiServer },
+  i: number,
+  extra: Record<string, unknown> = {},
+): Promise<void> {
+  await apiFor(r.fake, 'user').create(CLAIMS, {
+    apiVersion: 'devices.harvesterhci.io/v1beta1',
+    kind: 'PCIDeviceClaim',
+    metadata: { name: nicName(i), ...extra },
+    spec: { address: NIC[i], nodeName: NODE, userName: 'admin' },
+  });
+}
+
+const getClaim = (r: { fake: FakeApiServer }, i: number): ClaimObj | undefined =>
+  r.fake.get('pcideviceclaims', nicName(i)) as ClaimObj | undefined;
+
+const reasons = (r: { fake: FakeApiServer }, kind: string): string[] =>
+  (r.fake.list('events') as { reason: string; involvedObject: { kind: string } }[])
+    .filter((e) => e.involvedObject.kind === kind)
+    .map((e) => e.reason);
+
+test('kubernetes: the field failure (modprobe -r vfio_pci vfio_pci_core vfio_virqfd) raises Events on the node, flips ModulesLoaded to False and back, and the device is on vfio-pci again within 1 s', async () => {
+  const r = await k8sRig();
+  await claimNic(r, 0);
+  await drive(r, () => cond(getClaim(r, 0), 'Ready')?.status === 'True', 'Ready=True');
+  for (const m of ['vfio_pci', 'vfio_pci_core', 'vfio_virqfd']) r.node.kernel.rmmod(m);
+  assert.notEqual(r.node.kernel.driverOf(NIC[0]!), 'vfio-pci');
+  const ms = await drive(
+    r,
+    () => r.node.kernel.driverOf(NIC[0]!) === 'vfio-pci',
+    'the device back on vfio-pci',
+    100,
+    10,
+  );
+  assert.ok(ms <= 1_000, `back on vfio-pci after ${ms} simulated ms`);
+  await drive(r, () => reasons(r, 'Node').includes('VfioRecovered'), 'the recovery Event');
+  assert.ok(reasons(r, 'Node').includes('VfioModulesLost'));
+  await drive(
+    r,
+    () =>
+      cond(getClaim(r, 0), 'ModulesLoaded')?.status === 'True' &&
+      cond(getClaim(r, 0), 'Ready')?.status === 'True',
+    'conditions back to True',
+  );
+  const seen = r.fake
+    .history('pcideviceclaims')
+    .map((e) => cond(e.obj as unknown as ClaimObj, 'ModulesLoaded')?.status)
+    .filter((s) => s !== undefined);
+  assert.ok(seen.includes('False'), `ModulesLoaded went False at some point: ${seen.join(',')}`);
+  assert.equal(seen.at(-1), 'True');
+  await stopAll(r);
+});
+
+test('kubernetes: with the API server down for 60 s while the vfio modules are removed, the node heals anyway and reports (Events, status) once it is back', async () => {
+  const r = await k8sRig();
+  await claimNic(r, 0);
+  await drive(r, () => cond(getClaim(r, 0), 'Ready')?.status === 'True', 'Ready=True');
+  r.fake.setDown(true);
+  for (const m of ['vfio_pci', 'vfio_pci_core', 'vfio_virqfd']) r.node.kernel.rmmod(m);
+  const ms = await drive(
+    r,
+    () => r.node.kernel.driverOf(NIC[0]!) === 'vfio-pci',
+    'healing while the API is down',
+    100,
+    10,
+  );
+  assert.ok(ms <= 1_000, `healed in ${ms} simulated ms without the API server`);
+  // The rest of the 60 s: the adapter's writes fail and back off; nothing reaches the server.
+  for (let t = 0; t < 60_000; t += 1_000) {
+    await r.node.clock.advance(1_000);
+    await new Promise((res) => setTimeout(res, 2));
+  }
+  assert.equal(reasons(r, 'Node').length, 0, 'no Event could be sent while down');
+  assert.ok(r.adapter.counts.failedPasses > 0);
+  r.fake.resetStats();
+  r.fake.setDown(false);
+  await drive(r, () => reasons(r, 'Node').includes('VfioRecovered'), 'the queued Events', 400, 500);
+  assert.ok(reasons(r, 'Node').includes('VfioModulesLost'));
+  const c = getClaim(r, 0);
+  assert.equal(cond(c, 'Ready')?.status, 'True');
+  assert.equal(cond(c, 'ModulesLoaded')?.status, 'True');
+  const agent = r.fake.clientStats().get(`token:agent-${NODE}`);
+  assert.ok((agent?.calls['PATCH pcideviceclaims/status'] ?? 0) <= 1, 'status writes coalesced');
+  await stopAll(r);
+});
+
+test('kubernetes: an agent restart creates no duplicates and writes nothing; at rest a node makes no writes and no lists, only watch renewals', async () => {
+  const r = await k8sRig();
+  await claimNic(r, 0);
+  await drive(r, () => cond(getClaim(r, 0), 'Ready')?.status === 'True', 'Ready=True');
+  await drive(
+    r,
+    () =>
+      (r.fake.get('pcidevices', nicName(0)) as { status: { kernelDriverInUse: string } }).status
+        .kernelDriverInUse === 'vfio-pci',
+    'kernelDriverInUse=vfio-pci',
+  );
+  await stopAdapter(r);
+  r.fake.resetStats();
+  const again = startAdapter(r.fake, r.node);
+  const r2 = { ...r, ...again };
+  await drive(
+    r2,
+    () =>
+      again.adapter.devices.synced &&
+      again.adapter.claims.synced &&
+      again.adapter.counts.passes >= 2,
+    'the restarted adapter',
+  );
+  assert.equal(r.fake.list('pcidevices').length, 9);
+  assert.equal(r.fake.list('pcideviceclaims').length, 1);
+  const st = r.fake.clientStats().get(`token:agent-${NODE}`);
+  assert.equal(st?.writes, 0, JSON.stringify(st?.calls));
+  // At rest: ten simulated minutes of resyncs (host reads only) and not one API call.
+  r.fake.resetStats();
+  const before = again.adapter.counts.passes;
+  for (let t = 0; t < 10 * 60_000; t += 5_000) {
+    await r.node.clock.advance(5_000);
+    await new Promise((res) => setTimeout(res, 1));
+  }
+  const rest = r.fake.clientStats().get(`token:agent-${NODE}`);
+  assert.equal(rest?.writes ?? 0, 0);
+  assert.equal(rest?.reads ?? 0, 0, 'no lists: watches resume from their resourceVersion');
+  // The watches are renewed every 300-330 s (the agent's own deadline against half-open
+  // connections): at most two renewals each in ten minutes.
+  assert.ok((rest?.watches ?? 0) <= 4, `watch renewals: ${rest?.watches ?? 0}`);
+  assert.equal(r.fake.watchCount(), 2, 'its two watches are open');
+  assert.ok(again.adapter.counts.passes - before >= 20, 'the periodic resync ran');
+  await stopAll(r2);
+});
+
+test("kubernetes: objects in the old controller's shape are adopted: names and resourceNames kept, wrangler finalizers taken over, a claim deleted while it was gone is finished", async () => {
+  const fake = await startFake();
+  const harvesterDevice = (i: number, rn: string): Record<string, unknown> => ({
+    metadata: {
+      name: nicName(i),
+      labels: { nodename: NODE },
+      annotations: { 'harvesterhci.io/pcideviceDriver': 'e1000e' },
+    },
+    status: {
+      address: NIC[i],
+      vendorId: '8086',
+      deviceId: '10d3',
+      classId: '0200',
+      nodeName: NODE,
+      resourceName: rn,
+      description: 'Ethernet controller: Intel Corporation 82574L Gigabit Network Connection',
+      kernelDriverInUse: 'e1000e',
+      iommuGroup: String(10 + i),
+    },
+  });
+  const dev0 = fake.seed(
+    'pcidevices',
+    harvesterDevice(0, 'intel.com/82574L_GIGABIT_NETWORK_CONNECTION'),
+    true,
+  );
+  fake.seed('pcidevices', harvesterDevice(1, 'intel.com/82574L_GIGABIT_NETWORK_CONNECTION'), true);
+  // As the Harvester UI creates it: named after the device, owned by it, wrangler's finalizer.
+  fake.seed('pcideviceclaims', {
+    metadata: {
+      name: nicName(0),
+      finalizers: ['wrangler.cattle.io/PCIDeviceClaimOnRemove'],
+      ownerReferences: [
+        {
+          apiVersion: 'devices.harvesterhci.io/v1beta1',
+          kind: 'PCIDevice',
+          name: nicName(0),
+          uid: (dev0.metadata as { uid: string }).uid,
+        },
+      ],
+    },
+    spec: { address: NIC[0], nodeName: NODE, userName: 'admin' },
+  });
+  // A claim deleted after the old controller was uninstalled: stuck on wrangler's finalizer.
+  fake.seed('pcideviceclaims', {
+    metadata: { name: nicName(1), finalizers: ['wrangler.cattle.io/PCIDeviceClaimOnRemove'] },
+    spec: { address: NIC[1], nodeName: NODE, userName: 'admin' },
+  });
+  await apiFor(fake, 'user').delete(CLAIMS, nicName(1));
+  const r = await k8sRig({ fake });
+  await drive(r, () => cond(getClaim(r, 0), 'Ready')?.status === 'True', 'the adopted claim Ready');
+  assert.deepEqual(getClaim(r, 0)?.metadata.finalizers, [FINALIZER]);
+  await drive(r, () => getClaim(r, 1) === undefined, 'the stuck claim finished');
+  assert.equal(r.fake.list('pcidevices').length, 9);
+  const d0 = r.fake.get('pcidevices', nicName(0)) as {
+    status: { resourceName: string; subsystemVendorId?: string };
+  };
+  assert.equal(d0.status.resourceName, 'intel.com/82574L_GIGABIT_NETWORK_CONNECTION');
+  assert.ok(d0.status.subsystemVendorId !== undefined, 'passthru fields added');
+  await apiFor(r.fake, 'user').delete(CLAIMS, nicName(0));
+  await drive(r, () => getClaim(r, 0) === undefined, 'the adopted claim deleted');
+  assert.equal(r.node.kernel.driverOf(NIC[0]!), 'e1000e');
+  await stopAll(r);
+});
+
+test('kubernetes: a vanished device loses its PCIDevice but its claim stays, Ready=False with reason PT_ERR_DEVICE_NOT_FOUND', async () => {
+  const r = await k8sRig();
+  await claimNic(r, 1);
+  await drive(r, () => cond(getClaim(r, 1), 'Ready')?.status === 'True', 'Ready=True');
+  r.node.kernel.unplug(NIC[1]!);
+  await drive(
+    r,
+    () => r.fake.get('pcidevices', nicName(1)) === undefined,
+    'the PCIDevice deleted',
+    200,
+    500,
+  );
+  await drive(r, () => cond(getClaim(r, 1), 'Ready')?.status === 'False', 'Ready=False', 200, 500);
+  const c = getClaim(r, 1);
+  assert.ok(c);
+  assert.equal(cond(c, 'Ready')?.reason, 'PT_ERR_DEVICE_NOT_FOUND');
+  assert.deepEqual(c.metadata.finalizers, [FINALIZER]);
+  await stopAll(r);
+});
+
+test('kubernetes: KubeVirt permittedHostDevices gets an entry with the first ready claim and loses it with the last, leaving entries passthru did not add', async () => {
+  const fake = await startFake();
+  const foreign = {
+    pciVendorSelector: '10de:1eb8',
+    resourceName: 'nvidia.com/TU104GL_TESLA_T4',
+    externalResourceProvider: true,
+  };
+  fake.seed('kubevirts', {
+    metadata: { name: 'kubevirt', namespace: 'harvester-system' },
+    spec: { configuration: { permittedHostDevices: { pciHostDevices: [foreign] } } },
+  });
+  const r = await k8sRig({ fake });
+  const pci = (): { resourceName: string; pciVendorSelector: string }[] =>
+    (
+      r.fake.get('kubevirts', 'kubevirt', 'harvester-system') as {
+        spec: {
+          configuration: {
+            permittedHostDevices: {
+              pciHostDevices: { resourceName: string; pciVendorSelector: string }[];
+            };
+          };
+        };
+      }
+    ).spec.configuration.permittedHostDevices.pciHostDevices;
+  await claimNic(r, 0);
+  await claimNic(r, 1);
+  await drive(r, () => pci().length === 2, 'the entry added');
+  assert.deepEqual(pci()[1], {
+    pciVendorSelector: '8086:10d3',
+    resourceName: 'unknown.com/10d3',
+    externalResourceProvider: true,
+  });
+  await apiFor(r.fake, 'user').delete(CLAIMS, nicName(0));
+  await drive(r, () => getClaim(r, 0) === undefined, 'the first claim gone');
+  assert.equal(pci().length, 2, 'still used by the second claim');
+  await apiFor(r.fake, 'user').delete(CLAIMS, nicName(1));
+  await drive(r, () => pci().length === 1, 'the entry removed');
+  assert.deepEqual(pci(), [foreign]);
+  await stopAll(r);
+});
