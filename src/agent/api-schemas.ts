@@ -1,4 +1,4 @@
-import Type, { type Static } from 'typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { ModuleNameSchema } from '../schema/names.js';
 
 /**

@@ -3,7 +3,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import type { TSchema } from 'typebox';
+import type { TSchema } from '@sinclair/typebox';
 import { checker, describeIssues } from '../schema/validate.js';
 import { PtError, errnoOf } from '../errors.js';
 import { ensurePrivateDir, currentUid } from '../state/file-private-dir.js';

@@ -1,63 +1,28 @@
+import { resourceName } from '../k8s/names.js';
+
 /**
  * Kubernetes extended-resource names for PCI devices. The pooled rule is Harvester's
  * (pcidevices `resourceName` and `trimResourceNameIfNeeded`): existing clusters carry these
  * names in VM specs and KubeVirt's permittedHostDevices, so they must come out identical.
  */
 
-/** Harvester checked this socket path against the 108-byte sun_path limit. */
-const HARVESTER_SOCKET_PREFIX = '/var/lib/kubelet/device-plugins/kubevirt-';
-const SOCKET_PATH_MAX = 108;
-
-function stripNonAlnum(s: string): string {
-  return s.replace(/[^a-zA-Z0-9]/g, '');
-}
-
-/** `amd.com` from "Advanced Micro Devices, Inc. [AMD/ATI]", `nvidia.com` from "NVIDIA Corporation". */
-export function vendorPart(vendorName: string | undefined): string {
-  const name = vendorName ?? 'unknown';
-  let token: string;
-  const bracket = /\[([^\]]*)\]/.exec(name);
-  if (name.includes('[') && bracket) {
-    token = stripNonAlnum((bracket[1] ?? '').split('/')[0] ?? '');
-  } else {
-    token = stripNonAlnum(name.trim().split(/\s+/)[0] ?? '');
-  }
-  // Harvester would emit ".com" here, which kubelet rejects; nothing real has such a name.
-  if (token === '') token = 'unknown';
-  return `${token.toLowerCase()}.com`;
-}
-
-/** `GA104_RTX_A4500_EMBEDDED_GPU` from "GA104 [RTX A4500 Embedded GPU ]"; the device id when empty. */
-export function productPart(productName: string | undefined, deviceId: string): string {
-  if (productName === undefined) return deviceId;
-  const p = productName
-    .trim()
-    .toUpperCase()
-    .replace(/[/.]/g, '_')
-    .replace(/\s+/g, '_')
-    .replace(/[^a-zA-Z0-9_.]/g, '')
-    .replace(/[_.-]+$/, '');
-  return p === '' ? deviceId : p;
-}
-
-function fits(vendor: string, product: string): boolean {
-  return `${HARVESTER_SOCKET_PREFIX}/${vendor}-${product}.sock`.length <= SOCKET_PATH_MAX;
-}
-
 /**
  * The pooled resource name for a device model, from its pci.ids vendor and product names
- * (undefined when pci.ids lacks them) and its 4-hex-digit device id.
+ * (undefined when pci.ids lacks them) and its 4-hex-digit device id. The rule itself lives
+ * once, with the PCIDevice naming in src/k8s/names.ts: a CRD's resourceName and the plugin's
+ * must never differ.
  */
 export function pooledResourceName(
   vendorName: string | undefined,
   productName: string | undefined,
   deviceId: string,
 ): string {
-  const v = vendorPart(vendorName);
-  let p = productPart(productName, deviceId);
-  if (!fits(v, p)) p = p.replace('VIRTUAL_FUNCTION', 'VF');
-  if (!fits(v, p)) p = deviceId;
-  return `${v}/${p}`;
+  return resourceName(vendorName, productName, deviceId);
+}
+
+/** `amd.com` from "Advanced Micro Devices, Inc. [AMD/ATI]", `nvidia.com` from "NVIDIA Corporation". */
+export function vendorPart(vendorName: string | undefined): string {
+  return resourceName(vendorName, undefined, '0000').split('/')[0] ?? '';
 }
 
 const NAME_PART_MAX = 63;

@@ -1,4 +1,4 @@
-import Type from 'typebox';
+import { Type } from '@sinclair/typebox';
 import { DRIVER_NAME_RE, MODULE_NAME_RE } from '../host/port.js';
 import { ADDRESS_RE, type PciAddress } from '../pci/address.js';
 

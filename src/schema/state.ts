@@ -1,4 +1,4 @@
-import Type, { type Static } from 'typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { ADDRESS_RE } from '../pci/address.js';
 import { DriverNameSchema, PciAddressSchema, SafeCount, hexId } from './names.js';
 

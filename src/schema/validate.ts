@@ -1,5 +1,5 @@
-import type { TSchema, Static } from 'typebox';
-import { Compile } from 'typebox/compile';
+import type { Static, TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 
 /** One failed rule: where in the input (a JSON pointer, `/` for the root) and what is wrong. */
 export interface SchemaIssue {
@@ -20,14 +20,14 @@ export interface Checker<T extends TSchema> {
  * fastify and CRDs are fed.
  */
 export function checker<T extends TSchema>(schema: T): Checker<T> {
-  const compiled = Compile(schema);
+  const compiled = TypeCompiler.Compile(schema);
   return {
     schema,
     check: (raw: unknown): raw is Static<T> => compiled.Check(raw),
     issues: (raw: unknown, max = 3) => {
       const out: SchemaIssue[] = [];
       for (const e of compiled.Errors(raw)) {
-        out.push({ path: e.instancePath === '' ? '/' : e.instancePath, message: e.message });
+        out.push({ path: e.path === '' ? '/' : e.path, message: e.message });
         if (out.length >= max) break;
       }
       return out;
