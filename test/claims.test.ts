@@ -100,7 +100,7 @@ test('unbind EBUSY: the bind fails, rolls back to the original driver, and is re
   await r.clock.advanceUntil(() => onVfio(r.kernel, [A]), 5_000, 10);
   assert.ok(onVfio(r.kernel, [A]), 'retried and bound');
   const bound = eventsOf(r.history, 'device.bound')[0];
-  assert.ok(failed && bound);
+  assert.ok(bound);
   const waited = bound.at - failed.at;
   assert.ok(waited >= 500 && waited <= 1_100, `retried ${waited} ms after the failure`);
   await stop(r);
