@@ -7,15 +7,22 @@ import type { HistoryHealth } from '../state/history.js';
 import type { Logger } from '../util/logger.js';
 import { parseAddresses, type Agent, type AgentStatus } from './agent.js';
 import {
-  ClaimBody,
-  ReleaseBody,
-  SimAvailableBody,
-  SimDeviceBody,
-  SimFailLoadBody,
-  SimFailWriteBody,
-  SimModuleBody,
-  SimRmmodBody,
-} from './api-schemas.js';
+  ClaimBodySchema,
+  ReleaseBodySchema,
+  SimAvailableBodySchema,
+  SimDeviceBodySchema,
+  SimFailLoadBodySchema,
+  SimFailWriteBodySchema,
+  SimModuleBodySchema,
+  SimRmmodBodySchema,
+  type ClaimBody,
+  type ReleaseBody,
+  type SimDeviceBody,
+  type SimFailLoadBody,
+  type SimFailWriteBody,
+  type SimModuleBody,
+  type SimRmmodBody,
+} from '../schema/api.js';
 
 /**
  * Where the agent is in its life: `starting` from the moment the socket opens until the first
@@ -151,7 +158,7 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return { ...(await agent.status()), phase: lifecycle.phase, problems };
   });
 
-  app.post('/v1/claims', { schema: { body: ClaimBody } }, async (req) => {
+  app.post('/v1/claims', { schema: { body: ClaimBodySchema } }, async (req) => {
     const b = req.body as ClaimBody;
     const addresses = parseAddresses(b.addresses);
     await lifecycle.ready;
@@ -164,7 +171,7 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return { claims };
   });
 
-  app.post('/v1/release', { schema: { body: ReleaseBody } }, async (req) => {
+  app.post('/v1/release', { schema: { body: ReleaseBodySchema } }, async (req) => {
     const b = req.body as ReleaseBody;
     const addresses = parseAddresses(b.addresses);
     await lifecycle.ready;
@@ -183,31 +190,31 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
 function registerSimRoutes(app: FastifyInstance, sim: SimKernel): void {
   app.get('/v1/sim/state', () => sim.toTopology());
 
-  app.post('/v1/sim/rmmod', { schema: { body: SimRmmodBody } }, (req) => {
+  app.post('/v1/sim/rmmod', { schema: { body: SimRmmodBodySchema } }, (req) => {
     const b = req.body as SimRmmodBody;
     sim.rmmod(b.module, { linger: b.linger === true });
     return { removed: [b.module] };
   });
-  app.post('/v1/sim/modprobe-r', { schema: { body: SimModuleBody } }, (req) => ({
+  app.post('/v1/sim/modprobe-r', { schema: { body: SimModuleBodySchema } }, (req) => ({
     removed: sim.modprobeRemove((req.body as SimModuleBody).module),
   }));
-  app.post('/v1/sim/modprobe', { schema: { body: SimModuleBody } }, (req) => {
+  app.post('/v1/sim/modprobe', { schema: { body: SimModuleBodySchema } }, (req) => {
     const m = (req.body as SimModuleBody).module;
     sim.modprobe(m);
     return { loaded: m };
   });
   for (const op of ['available', 'unavailable'] as const) {
-    app.post(`/v1/sim/${op}`, { schema: { body: SimAvailableBody } }, (req) => {
+    app.post(`/v1/sim/${op}`, { schema: { body: SimAvailableBodySchema } }, (req) => {
       sim.setModuleAvailable((req.body as SimModuleBody).module, op === 'available');
       return {};
     });
   }
-  app.post('/v1/sim/fail-load', { schema: { body: SimFailLoadBody } }, (req) => {
+  app.post('/v1/sim/fail-load', { schema: { body: SimFailLoadBodySchema } }, (req) => {
     const b = req.body as SimFailLoadBody;
     sim.failModuleLoads(b.module, b.times ?? 1);
     return {};
   });
-  app.post('/v1/sim/fail-write', { schema: { body: SimFailWriteBody } }, (req) => {
+  app.post('/v1/sim/fail-write', { schema: { body: SimFailWriteBodySchema } }, (req) => {
     const b = req.body as SimFailWriteBody;
     const opts: { address?: PciAddress; times?: number } = {};
     if (b.address !== undefined) opts.address = parsePciAddress(b.address);
@@ -249,7 +256,7 @@ function registerSimRoutes(app: FastifyInstance, sim: SimKernel): void {
     ],
   ];
   for (const [name, poke] of onDevice) {
-    app.post(`/v1/sim/${name}`, { schema: { body: SimDeviceBody } }, (req) => {
+    app.post(`/v1/sim/${name}`, { schema: { body: SimDeviceBodySchema } }, (req) => {
       poke(parsePciAddress((req.body as SimDeviceBody).address));
       return {};
     });
