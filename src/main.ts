@@ -202,9 +202,17 @@ const agentEnv: AgentEnv = {
     await prepareStateDir(rt, exclusive === true);
     return composeAgent(processDeps(rt, tuning), exclusive === true);
   },
-  serveAgent: async (rt, agent) => {
+  serveAgent: async (rt, agent, serve = {}) => {
     await prepareStateDir(rt, true);
-    await serveAgent(processDeps(rt, {}), agent);
+    await serveAgent(
+      {
+        ...processDeps(rt, {}),
+        ...(serve.devicePluginDir !== undefined
+          ? { devicePlugins: { dir: serve.devicePluginDir } }
+          : {}),
+      },
+      agent,
+    );
   },
   requestAgent,
   requireRoot: (rt, what) => {

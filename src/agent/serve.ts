@@ -9,6 +9,7 @@ import { FileHistory } from '../state/file-history.js';
 import { acquireStateLock } from '../state/file-lock.js';
 import { FileStore } from '../state/file-store.js';
 import type { Logger } from '../util/logger.js';
+import { startAgentDevicePlugins } from '../deviceplugin/start-for-agent.js';
 import { Agent } from './agent.js';
 import { AgentLifecycle } from './routes.js';
 import { requestAgent } from './socket-client.js';
@@ -32,6 +33,8 @@ export interface AgentProcessDeps {
   sim: SimKernel | null;
   engine?: Partial<EngineOptions> | undefined;
   keeper?: Partial<KeeperOptions> | undefined;
+  /** Serve kubelet device plugins from this folder once the agent runs. */
+  devicePlugins?: { dir: string } | undefined;
 }
 
 /** The FileHistory behind each agent, for its write failures in status. */
@@ -107,7 +110,22 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
         { host: d.host.description, stateDir: d.stateDir, socket: d.socket },
         'agent running',
       );
-      await agent.run(ac.signal);
+      const plugins = d.devicePlugins
+        ? await startAgentDevicePlugins({
+            agent,
+            host: d.host,
+            clock: d.clock,
+            logger: d.logger,
+            names: d.names,
+            dir: d.devicePlugins.dir,
+          })
+        : null;
+      try {
+        await agent.run(ac.signal);
+      } finally {
+        // An intentional stop tells the kubelet "no devices" before the sockets go.
+        await plugins?.stop();
+      }
     } finally {
       await api.close();
     }

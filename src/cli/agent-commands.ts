@@ -13,10 +13,16 @@ import type { CliEnv, CommandContext, Runtime } from './program.js';
 import { addSimCommands } from './sim-commands.js';
 
 /** Side effects the agent commands need, provided by the composition root. */
+/** What `passthru agent` serves besides the control socket. */
+export interface ServeOptions {
+  /** Kubelet device plugins, one per resource, in this folder. */
+  devicePluginDir?: string;
+}
+
 export interface AgentEnv {
   /** With `exclusive`, the state folder is locked for this process (one writer at a time). */
   openAgent: (rt: Runtime, tuning: AgentTuning, exclusive?: boolean) => Promise<Agent>;
-  serveAgent: (rt: Runtime, agent: Agent) => Promise<void>;
+  serveAgent: (rt: Runtime, agent: Agent, serve?: ServeOptions) => Promise<void>;
   /** Throws PT_ERR_PERMISSION when `what` needs root on this host and we are not root. */
   requireRoot: (rt: Runtime, what: string) => void;
   requestAgent: (

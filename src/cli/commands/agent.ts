@@ -28,6 +28,15 @@ export function addAgentCommand(program: Command, ctx: CommandContext, aenv: Age
       10_000,
     )
     .option('--no-uevents', 'do not use udevadm monitor as a uevent source (poll only)')
+    .option(
+      '--device-plugin',
+      'serve a kubelet device plugin per resource of the claimed devices (Kubernetes nodes)',
+    )
+    .option(
+      '--device-plugin-dir <dir>',
+      "the kubelet's device-plugin folder",
+      '/var/lib/kubelet/device-plugins',
+    )
     .addOption(
       new Option('--fault-pause-after-unbind-ms <ms>', 'test hook: pause between unbind and probe')
         .argParser(msOption('--fault-pause-after-unbind-ms', 0, 600_000))
@@ -42,6 +51,8 @@ export function addAgentCommand(program: Command, ctx: CommandContext, aenv: Age
           unbindTimeoutMs: number;
           uevents: boolean;
           faultPauseAfterUnbindMs: number;
+          devicePlugin?: boolean;
+          devicePluginDir: string;
         },
         cmd: Command,
       ) => {
@@ -56,7 +67,11 @@ export function addAgentCommand(program: Command, ctx: CommandContext, aenv: Age
           keeper: { pollMs: o.pollMs },
           uevents: o.uevents,
         });
-        await aenv.serveAgent(rt, agent);
+        await aenv.serveAgent(
+          rt,
+          agent,
+          o.devicePlugin === true ? { devicePluginDir: o.devicePluginDir } : {},
+        );
       },
     );
 }
