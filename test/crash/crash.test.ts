@@ -4,11 +4,11 @@ import { defaultRoundOptions, formatRound, runRound, stopStandby } from './harne
 
 // The npm-test part of the crash-consistency harness: seeds 1-ROUNDS and every seed main's
 // engine is known to fail (npm run soak runs 1000). Each round restarts the agent a few times and
-// costs 2.8 s on average on the shared 2-core machine at load 14 (24 rounds took 67 s and pushed
-// the whole suite past its 120 s timeout), hence 6. A round is reproducible by its seed
+// costs 2.8 s on average on the shared 2-core machine at load 14: 24 rounds took 67 s. A round
+// is reproducible by its seed
 // as far as the operations and the writes SIGKILLs land on go; kills "now" land wherever the
 // agent happens to be.
-const ROUNDS = 6;
+const ROUNDS = 24;
 const STEPS = 8;
 
 // Rounds that main's engine fails today, each with the adversarial finding it reproduces
