@@ -5,9 +5,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent } from './agent/agent.js';
 import { AgentLifecycle } from './agent/routes.js';
-import { composeAgent, serveAgent, type AgentProcessDeps } from './agent/serve.js';
-import { requestAgent } from './agent/socket-client.js';
-import { buildApiServer } from './agent/socket-server.js';
+import { composeAgent, serveAgent, type AgentProcessDeps } from './process/serve.js';
+import { UDEV_RULES_PATH } from './agent/udev-rules.js';
+import { requestAgent } from './process/socket-client.js';
+import { buildApiServer } from './process/socket-server.js';
 import { addAgentCommands, type AgentEnv, type AgentTuning } from './cli/agent-commands.js';
 import { runDemo } from './cli/demo.js';
 import {
@@ -23,8 +24,8 @@ import { loadPciIds, loadTopology } from './host/files.js';
 import { LinuxHost } from './host/linux/host.js';
 import type { HostPort } from './host/port.js';
 import { SimKernel } from './host/sim/kernel.js';
-import { writeFileAtomic } from './state/file-atomic.js';
-import { LIVE_LOCK_DIR } from './state/file-lock.js';
+import { writeFileAtomic } from './process/file-atomic.js';
+import { LIVE_LOCK_DIR } from './process/file-lock.js';
 import { MemoryHistory } from './state/history.js';
 import { MemoryStore } from './state/model.js';
 import {
@@ -33,7 +34,7 @@ import {
   ensureOneLevel,
   ensurePrivateDir,
   simBaseDir,
-} from './state/file-private-dir.js';
+} from './process/file-private-dir.js';
 import { LOG_LEVELS, makeLogger } from './util/logger.js';
 import { kubernetesAdapter } from './k8s/run.js';
 
@@ -195,6 +196,8 @@ function processDeps(rt: Runtime, tuning: AgentTuning): AgentProcessDeps {
     sim: rt.sim,
     engine: tuning.engine,
     keeper: tuning.keeper,
+    // boot-config refuses --sim: a simulated host has no rules to keep.
+    udevRules: rt.sim === null ? path.join(rt.opts.root, UDEV_RULES_PATH) : undefined,
   };
 }
 

@@ -7,7 +7,7 @@ import { parseAddresses } from '../src/agent/agent.js';
 import { PtError } from '../src/errors.js';
 import { ManualClock, settle } from '../src/host/clock.js';
 import { SimKernel } from '../src/host/sim/kernel.js';
-import { FileStore } from '../src/state/file-store.js';
+import { FileStore } from '../src/process/file-store.js';
 import { MemoryStore, type StateStore } from '../src/state/model.js';
 import {
   EDU,
@@ -309,7 +309,7 @@ test('a ledger save that fails before the bind: no sysfs write reaches the devic
 });
 
 test('history: append-only JSON lines, rotated past the size limit, a torn line skipped', async () => {
-  const { FileHistory } = await import('../src/state/file-history.js');
+  const { FileHistory } = await import('../src/process/file-history.js');
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pt-hist-'));
   try {
     const h = new FileHistory(dir, { maxBytes: 400, keep: 2 });

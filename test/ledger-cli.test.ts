@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { requestAgent } from '../src/agent/socket-client.js';
+import { requestAgent } from '../src/process/socket-client.js';
 import { systemClock } from '../src/host/clock.js';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');

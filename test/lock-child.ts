@@ -1,7 +1,7 @@
 // A separate process for the state-lock tests. Reads commands on stdin, one per line:
 // `take` tries the lock and answers `held` or the error code; `drop` releases it and answers
 // `dropped`. Exits when stdin closes (or when it is killed, holding the lock or not).
-import { acquireStateLock } from '../src/state/file-lock.js';
+import { acquireStateLock } from '../src/process/file-lock.js';
 import { isPtError } from '../src/errors.js';
 
 const [stateDir, lockDir] = process.argv.slice(2);

@@ -5,7 +5,7 @@ import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { requestAgent } from '../src/agent/socket-client.js';
+import { requestAgent } from '../src/process/socket-client.js';
 import { loadTopology } from '../src/host/files.js';
 import { writeSysfsTree } from '../src/host/sysfs-tree.js';
 

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { PtError } from '../src/errors.js';
-import { acquireStateLock, stateLockFile } from '../src/state/file-lock.js';
+import { acquireStateLock, stateLockFile } from '../src/process/file-lock.js';
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lock-child.js');
 

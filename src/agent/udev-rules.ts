@@ -33,6 +33,8 @@ export interface UdevRulesSyncDeps {
 export interface UdevRulesSync {
   /** Subscribe this to the agent's EventBus. */
   listener: Listener;
+  /** Rewrite now if the claims differ from the file (at start: claims may have changed since). */
+  sync: () => void;
   /** Resolves when no rewrite is pending (tests; a clean stop). */
   settled: () => Promise<void>;
 }
@@ -77,13 +79,17 @@ export function udevRulesSubscriber(deps: UdevRulesSyncDeps): UdevRulesSync {
     }
   };
 
-  const listener = (e: DomainEvent): void => {
-    if (e.type !== 'claim.added' && e.type !== 'claim.removed') return;
+  const sync = (): void => {
     dirty = true;
     if (!writing) running = rewrite();
   };
+  // claim.state too: a --with-group claim's companions are known once its device is seen.
+  const listener = (e: DomainEvent): void => {
+    if (e.type === 'claim.added' || e.type === 'claim.removed' || e.type === 'claim.state') sync();
+  };
   return {
     listener,
+    sync,
     settled: async () => {
       while (writing || dirty) await running;
     },

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { Agent } from '../agent/agent.js';
-import type { ApiResponse, RequestOptions } from '../agent/socket-client.js';
+import type { ApiResponse, RequestOptions } from '../process/socket-client.js';
 import type { EngineOptions } from '../engine/engine.js';
 import type { KeeperOptions } from '../keeper/keeper.js';
 import { addAgentCommand } from './commands/agent.js';

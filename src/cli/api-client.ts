@@ -1,4 +1,4 @@
-import type { ApiResponse } from '../agent/socket-client.js';
+import type { ApiResponse } from '../process/socket-client.js';
 import { PtError, errorCodes, type ErrorCode } from '../errors.js';
 import type { AgentEnv } from './agent-commands.js';
 import type { Runtime } from './program.js';

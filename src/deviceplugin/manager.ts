@@ -1,7 +1,7 @@
 import type { Clock } from '../host/clock.js';
 import type { Logger } from '../util/logger.js';
 import { DevicePluginCounters } from './counters.js';
-import type { PluginDirPort } from './plugin-dir.js';
+import type { PluginDirPort } from '../process/plugin-dir.js';
 import { listPodDevices, type PodDeviceUse } from './pod-resources.js';
 import { ResourcePlugin, type PluginHost, type SentList } from './plugin.js';
 import { isExtendedResourceName } from './resource-name.js';

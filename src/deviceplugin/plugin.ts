@@ -6,7 +6,7 @@ import { VFIO_PCI } from '../pci/model.js';
 import type { Logger } from '../util/logger.js';
 import { containerAllocation, preferredAllocation, type Placement } from './allocation.js';
 import type { DevicePluginCounters } from './counters.js';
-import type { PluginDirPort } from './plugin-dir.js';
+import type { PluginDirPort } from '../process/plugin-dir.js';
 import {
   API_VERSION,
   HEALTHY,

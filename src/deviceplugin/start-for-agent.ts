@@ -4,7 +4,7 @@ import type { PciIdNames } from '../pci/pciids.js';
 import type { Logger } from '../util/logger.js';
 import { AgentDeviceSource, type AgentView } from './agent-source.js';
 import { startDevicePlugins, type DevicePluginOptions, type DevicePlugins } from './manager.js';
-import { FsPluginDir } from './plugin-dir.js';
+import { FsPluginDir } from '../process/plugin-dir.js';
 import { DEFAULT_PLUGIN_DIR, DEFAULT_POD_RESOURCES_SOCKET } from './proto.js';
 
 export interface AgentDevicePluginDeps {

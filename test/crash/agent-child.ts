@@ -1,8 +1,8 @@
-// The agent process of the crash harness: composed by src/agent/serve.ts exactly as
+// The agent process of the crash harness: composed by src/process/serve.ts exactly as
 // `passthru agent` composes it (FileStore, FileHistory, the state lock, the control socket,
 // Agent), on a HostPort that forwards to the simulated kernel in the harness's process.
 import { pino } from 'pino';
-import { composeAgent, serveAgent, type AgentProcessDeps } from '../../src/agent/serve.js';
+import { composeAgent, serveAgent, type AgentProcessDeps } from '../../src/process/serve.js';
 import { systemClock } from '../../src/host/clock.js';
 import { emptyPciIds } from '../../src/pci/pciids.js';
 import { RemoteHost } from './host-bridge.js';

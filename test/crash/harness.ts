@@ -8,7 +8,7 @@ import type { Server } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { requestAgent, type ApiResponse } from '../../src/agent/socket-client.js';
+import { requestAgent, type ApiResponse } from '../../src/process/socket-client.js';
 import { systemClock } from '../../src/host/clock.js';
 import { SimKernel, type SimWriteOp } from '../../src/host/sim/kernel.js';
 import type { Topology } from '../../src/topology/format.js';

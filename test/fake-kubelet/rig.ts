@@ -15,7 +15,7 @@ import {
   type DevicePluginOptions,
   type DevicePlugins,
 } from '../../src/deviceplugin/manager.js';
-import { FsPluginDir, type PluginDirPort } from '../../src/deviceplugin/plugin-dir.js';
+import { FsPluginDir, type PluginDirPort } from '../../src/process/plugin-dir.js';
 import { makeAgent, pollingOnly } from '../helpers.js';
 import { FakeKubelet } from './kubelet.js';
 

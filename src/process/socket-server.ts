@@ -6,9 +6,9 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { TSchema } from '@sinclair/typebox';
 import { checker, describeIssues } from '../schema/validate.js';
 import { PtError, errnoOf } from '../errors.js';
-import { ensurePrivateDir, currentUid } from '../state/file-private-dir.js';
+import { ensurePrivateDir, currentUid } from './file-private-dir.js';
 import type { Logger } from '../util/logger.js';
-import { registerRoutes, type ApiContext } from './routes.js';
+import { registerRoutes, type ApiContext } from '../agent/routes.js';
 
 export interface ApiLimits {
   bodyLimit: number;

@@ -2,7 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { PtError, errnoOf } from '../errors.js';
 import { writeFileAtomic } from './file-atomic.js';
-import { emptyState, validateState, type State, type StateStore } from './model.js';
+import { emptyState, validateState, type State, type StateStore } from '../state/model.js';
 
 /**
  * The embedded store: one JSON file replaced atomically (write, fsync, rename, fsync dir).

@@ -1,3 +1,4 @@
+import * as fs from 'node:fs/promises';
 import { PtError } from '../errors.js';
 import type { EngineOptions } from '../engine/engine.js';
 import type { Clock } from '../host/clock.js';
@@ -5,13 +6,16 @@ import type { HostPort } from '../host/port.js';
 import type { SimKernel } from '../host/sim/kernel.js';
 import type { KeeperOptions } from '../keeper/keeper.js';
 import type { PciIdNames } from '../pci/pciids.js';
-import { FileHistory } from '../state/file-history.js';
-import { acquireStateLock } from '../state/file-lock.js';
-import { FileStore } from '../state/file-store.js';
+import { FileHistory } from './file-history.js';
+import { acquireStateLock } from './file-lock.js';
+import { FileStore } from './file-store.js';
 import type { Logger } from '../util/logger.js';
 import { startAgentDevicePlugins } from '../deviceplugin/start-for-agent.js';
-import { Agent } from './agent.js';
-import { AgentLifecycle } from './routes.js';
+import { Agent } from '../agent/agent.js';
+import { udevRulesSubscriber, type UdevRulesSync } from '../agent/udev-rules.js';
+import type { PciAddress } from '../pci/address.js';
+import { writeFileAtomic } from './file-atomic.js';
+import { AgentLifecycle } from '../agent/routes.js';
 import { requestAgent } from './socket-client.js';
 import { buildApiServer } from './socket-server.js';
 
@@ -35,6 +39,12 @@ export interface AgentProcessDeps {
   keeper?: Partial<KeeperOptions> | undefined;
   /** Serve kubelet device plugins from this folder once the agent runs. */
   devicePlugins?: { dir: string } | undefined;
+  /**
+   * The udev rules `boot-config` wrote (70-passthru.rules under the host root): while the file
+   * exists, the agent rewrites it whenever the claims change, so a claimed device stays off its
+   * host driver at the next boot or hot re-add.
+   */
+  udevRules?: string | undefined;
   /** Runs beside the agent's loops once it has started (Kubernetes mode), until the signal. */
   alongside?: ((agent: Agent, signal: AbortSignal) => Promise<void>) | undefined;
 }
@@ -108,6 +118,7 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
         throw e;
       }
       if (lifecycle.phase === 'starting') lifecycle.running();
+      const rules = await keepUdevRules(d, agent);
       d.logger.info(
         { host: d.host.description, stateDir: d.stateDir, socket: d.socket },
         'agent running',
@@ -127,6 +138,7 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
       } finally {
         // An intentional stop tells the kubelet "no devices" before the sockets go.
         await plugins?.stop();
+        await rules?.settled();
       }
     } finally {
       await api.close();
@@ -136,4 +148,26 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
     process.off('SIGINT', stop);
     unlock();
   }
+}
+
+/** Attaches the udev-rules keeper when boot-config was enabled (its rules file exists). */
+async function keepUdevRules(d: AgentProcessDeps, agent: Agent): Promise<UdevRulesSync | null> {
+  if (d.udevRules === undefined) return null;
+  const file = d.udevRules;
+  const st = await fs.lstat(file).catch(() => null);
+  if (st === null || !st.isFile()) return null;
+  const sync = udevRulesSubscriber({
+    file,
+    claimed: () => [
+      ...new Set([
+        ...(Object.keys(agent.engine.claims) as PciAddress[]),
+        ...agent.engine.claimStatuses().flatMap((c) => c.members),
+      ]),
+    ],
+    write: (f, content) => writeFileAtomic(f, content, 0o644),
+    logger: d.logger,
+  });
+  agent.bus.subscribe(sync.listener);
+  sync.sync();
+  return sync;
 }

@@ -2,7 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { PtError, errnoOf } from '../errors.js';
-import { currentUid } from '../state/file-private-dir.js';
+import { currentUid } from './file-private-dir.js';
 
 export interface ApiResponse {
   status: number;

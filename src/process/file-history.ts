@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { errnoOf } from '../errors.js';
 import type { DomainEvent } from '../events/events.js';
 import type { Logger } from '../util/logger.js';
-import type { History, HistoryHealth } from './history.js';
+import type { History, HistoryHealth } from '../state/history.js';
 
 export interface FileHistoryOptions {
   /** Rotate when the current file would pass this size. */

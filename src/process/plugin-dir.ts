@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { KUBELET_SOCKET } from './proto.js';
+import { KUBELET_SOCKET } from '../deviceplugin/proto.js';
 
 /**
  * The kubelet's device-plugin folder: the only file-system access the plugins need. The real

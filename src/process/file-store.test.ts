@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { PtError } from '../errors.js';
 import { FileStore } from './file-store.js';
 import { writeFileAtomic } from './file-atomic.js';
-import { emptyState, type State } from './model.js';
+import { emptyState, type State } from '../state/model.js';
 import type { PciAddress } from '../pci/address.js';
 
 const A = '0000:01:00.0' as PciAddress;
