@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { parsePciIds } from './pciids.js';
 
 const SAMPLE = `# comment
@@ -26,4 +27,46 @@ test('parsePciIds reads vendors, devices, subsystems and classes', () => {
   assert.equal(n.progIfName('0c', '03', '30'), 'XHCI');
   assert.equal(n.vendor('1234'), undefined);
   assert.equal(n.device('8086', 'ffff'), undefined);
+});
+
+test('parsePciIds (property): every vendor, device and subsystem written in pci.ids layout is found again by its ids, and unknown ids are undefined', () => {
+  const hex4 = fc.stringMatching(/^[0-9a-f]{4}$/);
+  const name = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9 ()[\]/.,+-]{0,30}[A-Za-z0-9)\]]$/);
+  const sub = fc.record({ sv: hex4, sd: hex4, name });
+  const dev = fc.record({ id: hex4, name, subs: fc.array(sub, { maxLength: 3 }) });
+  const vendor = fc.record({ id: hex4, name, devices: fc.array(dev, { maxLength: 4 }) });
+  fc.assert(
+    fc.property(fc.uniqueArray(vendor, { selector: (v) => v.id, maxLength: 6 }), (vendors) => {
+      // pci.ids keeps one entry per id: the last one written wins in the generator, as in a
+      // file where duplicates do not occur.
+      const lines: string[] = ['# generated'];
+      const want = new Map<string, string>();
+      for (const v of vendors) {
+        lines.push(`${v.id}  ${v.name}`);
+        want.set(`v:${v.id}`, v.name);
+        const seenDev = new Set<string>();
+        for (const d of v.devices) {
+          if (seenDev.has(d.id)) continue;
+          seenDev.add(d.id);
+          lines.push(`\t${d.id}  ${d.name}`);
+          want.set(`d:${v.id}:${d.id}`, d.name);
+          const seenSub = new Set<string>();
+          for (const s of d.subs) {
+            if (seenSub.has(`${s.sv}${s.sd}`)) continue;
+            seenSub.add(`${s.sv}${s.sd}`);
+            lines.push(`\t\t${s.sv} ${s.sd}  ${s.name}`);
+            want.set(`s:${v.id}:${d.id}:${s.sv}:${s.sd}`, s.name);
+          }
+        }
+      }
+      const n = parsePciIds(`${lines.join('\n')}\n`);
+      for (const [k, expected] of want) {
+        const [kind, a = '', b = '', c = '', d = ''] = k.split(':');
+        const got =
+          kind === 'v' ? n.vendor(a) : kind === 'd' ? n.device(a, b) : n.subsystem(a, b, c, d);
+        assert.equal(got, expected, k);
+      }
+      if (!vendors.some((v) => v.id === 'zzzz')) assert.equal(n.vendor('zzzz'), undefined);
+    }),
+  );
 });
