@@ -98,8 +98,12 @@ export async function readFunction(
     vendorName: names.vendor(vendorId) ?? `Vendor ${vendorId}`,
     deviceName: names.device(vendorId, deviceId) ?? `Device ${deviceId}`,
     subsystemVendorName: names.vendor(subsystemVendorId) ?? `Vendor ${subsystemVendorId}`,
+    // pciutils' id_lookup_subsys: a subsystem that is the device itself is named as the device.
     subsystemDeviceName:
       names.subsystem(vendorId, deviceId, subsystemVendorId, subsystemDeviceId) ??
+      (subsystemVendorId === vendorId && subsystemDeviceId === deviceId
+        ? names.device(vendorId, deviceId)
+        : undefined) ??
       `Device ${subsystemDeviceId}`,
     className: names.className(c) ?? `Class ${c}`,
     // lspci falls back from the subclass name to the class name, then to the number.

@@ -70,3 +70,36 @@ test('parsePciIds (property): every vendor, device and subsystem written in pci.
     }),
   );
 });
+
+test('discovery names a subsystem whose ids equal the device ids after the device, as lspci does; otherwise "Device xxxx"', async () => {
+  const { readFunction } = await import('./discovery.js');
+  const { SimKernel } = await import('../host/sim/kernel.js');
+  const { TOPOLOGY_FORMAT } = await import('../topology/format.js');
+  const { ManualClock } = await import('../host/clock.js');
+  const { parsePciAddress } = await import('./address.js');
+  const names = parsePciIds('10de  NVIDIA Corporation\n\t26b9  AD102GL [L40S]\n');
+  const mk = (sv: string, sd: string) =>
+    new SimKernel(
+      {
+        format: TOPOLOGY_FORMAT,
+        name: 't',
+        devices: [
+          {
+            address: '0000:17:00.0',
+            vendor: '10de',
+            device: '26b9',
+            class: '030200',
+            subsystemVendor: sv,
+            subsystemDevice: sd,
+            iommuGroup: 1,
+          },
+        ],
+      },
+      new ManualClock(),
+    ).port();
+  const a = parsePciAddress('0000:17:00.0');
+  const same = await readFunction(mk('10de', '26b9'), a, names);
+  assert.equal(same?.subsystemDeviceName, 'AD102GL [L40S]');
+  const other = await readFunction(mk('10de', '1851'), a, names);
+  assert.equal(other?.subsystemDeviceName, 'Device 1851');
+});
