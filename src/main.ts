@@ -302,3 +302,9 @@ try {
     process.exitCode = errorCodes.PT_ERR_INTERNAL.exit;
   }
 }
+
+// Log lines still queued for a stderr pipe nobody reads would keep the process alive forever
+// (the logger retries the full pipe): give them a second, then exit.
+setTimeout(() => {
+  process.exit();
+}, 1_000).unref();

@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { Agent } from '../src/agent/agent.js';
 import { addAgentCommands, type AgentEnv } from '../src/cli/agent-commands.js';
 import { buildProgram, type CliEnv, type Runtime } from '../src/cli/program.js';
+import { printable } from '../src/cli/table.js';
 import { errorCodes, PtError } from '../src/errors.js';
 import { ManualClock } from '../src/host/clock.js';
 import { loadPciIds, loadTopology } from '../src/host/files.js';
@@ -28,6 +29,7 @@ async function run(
   store = new MemoryStore(),
   /** false: the runtime looks like a tree under --root (boot-config refuses --sim). */
   asSim = true,
+  onServe: () => void = () => undefined,
 ): Promise<Run> {
   const { names } = await loadPciIds();
   const kernel = new SimKernel(await loadTopology(topology), new ManualClock(1_000));
@@ -46,7 +48,10 @@ async function run(
           names,
         }),
       ),
-    serveAgent: () => Promise.resolve(),
+    serveAgent: () => {
+      onServe();
+      return Promise.resolve();
+    },
     requireRoot: () => undefined,
     requestAgent: () => Promise.resolve(null),
     writeFiles: (f) => {
@@ -292,4 +297,95 @@ test('list, groups and doctor run on every shipped topology', async () => {
     const rep = JSON.parse(d.out) as { ok: boolean };
     assert.equal(d.code, rep.ok ? 0 : 1, `${name}: doctor exit code reflects failures`);
   }
+});
+
+test('nonsense timings are refused with PT_ERR_INVALID_ARGUMENT (exit 2) before the agent starts', async () => {
+  for (const [flag, v] of [
+    ['--resync-ms', '0'],
+    ['--resync-ms', '-1'],
+    ['--resync-ms', '1.5'],
+    ['--resync-ms', '99999999999'],
+    ['--poll-ms', '0'],
+    ['--poll-ms', '1e3'],
+    ['--unbind-timeout-ms', ''],
+  ] as const) {
+    let served = false;
+    const r = await run(['agent', flag, v], 'qemu-guest', new MemoryStore(), true, () => {
+      served = true;
+    });
+    assert.equal(r.code, 2, `${flag} ${v}`);
+    assert.equal(served, false, `${flag} ${v}: no agent served`);
+  }
+  assert.equal((await run(['--log-level', 'bogus', 'list'])).code, 2);
+  assert.equal((await run(['--log-format', 'xml', 'list'])).code, 2);
+  assert.equal((await run(['sim', 'fail-load', 'vfio_pci', '--times', '-5'])).code, 2);
+});
+
+test('boot-config refuses --sim: simulated claims never reach the real /etc', async () => {
+  const r = await run(['boot-config'], 'qemu-guest', new MemoryStore(), true);
+  assert.equal(r.code, 2);
+  assert.deepEqual(r.files, []);
+});
+
+test('boot-config: one udev rule per claimed address, and the softdep comment says it only orders loading', async () => {
+  const store = new MemoryStore();
+  await run(['claim', '0000:01:00.0', '0000:02:00.0'], 'qemu-guest', store);
+  const r = await run(['boot-config'], 'qemu-guest', store, false);
+  const rules = r.files.find((f) => f.path.endsWith('/etc/udev/rules.d/70-passthru.rules'));
+  assert.ok(rules);
+  assert.deepEqual(
+    rules.content.split('\n').filter((l) => l.startsWith('ACTION')),
+    ['0000:01:00.0', '0000:02:00.0'].map(
+      (a) => `ACTION=="add", SUBSYSTEM=="pci", KERNEL=="${a}", ATTR{driver_override}="vfio-pci"`,
+    ),
+  );
+  const modprobe = r.files.find((f) => f.path.endsWith('modprobe.d/passthru-vfio.conf'));
+  assert.match(modprobe?.content ?? '', /orders loading only/);
+});
+
+test('finding 9: a driver name with a newline never becomes a modprobe.d line; a path with a space or $ is quoted in the unit', async () => {
+  const { bootConfigFiles, systemdQuote } = await import('../src/cli/boot-config.js');
+  const base = {
+    root: '/',
+    modules: ['vfio_pci'],
+    claimed: [],
+    agentCommand: ['/usr/bin/node', '/opt/pass thru/main.js'],
+    stateDir: '/var/lib/passthru',
+  };
+  assert.throws(
+    () =>
+      bootConfigFiles({
+        ...base,
+        originalDrivers: ['e1000e\ninstall vfio_pci /bin/sh -c "touch /tmp/pwned"'],
+      }),
+    (e: unknown) => e instanceof PtError && e.code === 'PT_ERR_INVALID_ARGUMENT',
+  );
+  assert.throws(() => bootConfigFiles({ ...base, originalDrivers: [], stateDir: 'rel/dir' }));
+  const unit = bootConfigFiles({ ...base, originalDrivers: ['e1000e'] }).find((f) =>
+    f.path.endsWith('.service'),
+  );
+  assert.match(
+    unit?.content ?? '',
+    /^ExecStart="\/usr\/bin\/node" "\/opt\/pass thru\/main\.js" "agent"/m,
+  );
+  assert.equal(systemdQuote('a"b\\c%d$e'), '"a\\"b\\\\c%%d$$e"');
+  assert.throws(() => systemdQuote('a\nb'));
+});
+
+test('finding 17: a topology whose driver names carry control characters is refused (PT_ERR_TOPOLOGY_INVALID); printable() escapes control and bidi characters for the terminal', async () => {
+  const topo = await loadTopology('qemu-guest');
+  const evil = 'e1000e\u001b[2J\u001b[31mOWNED\u202e';
+  topo.drivers = [...(topo.drivers ?? []), { name: evil, ids: [] }];
+  const dev = topo.devices.find((d) => d.address === '0000:01:00.0');
+  assert.ok(dev);
+  dev.driver = evil;
+  const file = path.join(process.cwd(), 'dist', 'ansi-topology.json');
+  await fs.writeFile(file, JSON.stringify(topo));
+  await assert.rejects(
+    run(['list'], file),
+    (e: unknown) => e instanceof PtError && e.code === 'PT_ERR_TOPOLOGY_INVALID',
+  );
+  const shown = printable(evil);
+  assert.ok(!shown.includes('\u001b') && !shown.includes('\u202e'));
+  assert.match(shown, /e1000e\\x1b\[2J\\x1b\[31mOWNED\\u202e/);
 });

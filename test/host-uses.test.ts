@@ -277,3 +277,24 @@ test('an overlay root whose layers are on no visible mount, with no unmounted sh
     ]);
   });
 });
+
+test('a virtiofs mount whose tag sysfs does not show is traced to every untagged virtiofs device; a 9p tag no device has is untraced', async () => {
+  await withTree(async (t) => {
+    await t.dir(`${PCI.rootfs9p}/virtio1`);
+    await t.dir('sys/bus/virtio/drivers/virtiofs');
+    await t.link('sys/bus/virtio/drivers/virtiofs', `${PCI.rootfs9p}/virtio1/driver`);
+    await t.link(`${PCI.rootfs9p}/virtio1`, 'sys/bus/virtio/devices/virtio1');
+    await t.mountinfo([
+      '0:40 / / rw - virtiofs rootfs rw',
+      '0:41 / /job rw - 9p jobfs rw,trans=virtio',
+    ]);
+    const r = await read(t);
+    assert.deepEqual(usesOf(r, '0000:00:02.0'), [
+      'virtiofs filesystem at /',
+      'virtiofs share (tag not in sysfs) (may back a mounted filesystem)',
+    ]);
+    assert.deepEqual(r.unknown, [
+      'cannot tell what backs /job: no virtio device carries the share "jobfs"',
+    ]);
+  });
+});

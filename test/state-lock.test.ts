@@ -10,28 +10,38 @@ import { acquireStateLock, stateLockFile } from '../src/state/file-lock.js';
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lock-child.js');
 
+/** A process that takes and drops the lock on command; `ask` sends one and waits for the answer. */
 interface Taker {
   proc: ChildProcess;
-  answer: Promise<string>;
+  ask: (cmd: 'take' | 'drop') => Promise<string>;
 }
 
-/** A process that tries the lock; `answer` is "held" or the error code it got. */
 function taker(stateDir: string, lockDir?: string): Taker {
   const proc = spawn(process.execPath, [CHILD, stateDir, ...(lockDir ? [lockDir] : [])], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
-  const answer = new Promise<string>((resolve, reject) => {
-    let out = '';
-    proc.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('\n')) resolve(out.trim());
-    });
-    proc.once('exit', () => {
-      resolve(out.trim());
-    });
-    proc.once('error', reject);
+  let buf = '';
+  const waiting: ((line: string) => void)[] = [];
+  proc.stdout.on('data', (c: Buffer) => {
+    buf += c.toString();
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      waiting.shift()?.(line);
+    }
   });
-  return { proc, answer };
+  proc.once('exit', () => {
+    for (const w of waiting.splice(0)) w('exited');
+  });
+  return {
+    proc,
+    ask: (cmd) =>
+      new Promise<string>((resolve) => {
+        waiting.push(resolve);
+        proc.stdin.write(`${cmd}\n`);
+      }),
+  };
 }
 
 function done(p: ChildProcess): Promise<void> {
@@ -58,19 +68,27 @@ const isLocked = (e: unknown): boolean => e instanceof PtError && e.code === 'PT
 test('state lock: two processes racing for it 50 times: exactly one holds it each time', async () => {
   await withDir(async (dir) => {
     const state = path.join(dir, 'state');
+    const a = taker(state);
+    const b = taker(state);
     let bothHeld = 0;
     let oneHeld = 0;
-    for (let i = 0; i < 50; i++) {
-      const a = taker(state);
-      const b = taker(state);
-      const answers = await Promise.all([a.answer, b.answer]);
-      const held = answers.filter((x) => x === 'held').length;
-      if (held === 2) bothHeld++;
-      if (held === 1) oneHeld++;
-      assert.ok(
-        answers.every((x) => x === 'held' || x === 'PT_ERR_STORE_LOCKED'),
-        `answers ${answers.join(', ')}`,
-      );
+    try {
+      await fs.mkdir(state);
+      for (let i = 0; i < 50; i++) {
+        // Left behind as by a crashed holder: a pid-file lock would race to take it over.
+        await fs.writeFile(stateLockFile(state), '2147483646\n');
+        // Both are told at once; each opens the file and runs flock on its own description.
+        const answers = await Promise.all([a.ask('take'), b.ask('take')]);
+        const held = answers.filter((x) => x === 'held').length;
+        if (held === 2) bothHeld++;
+        if (held === 1) oneHeld++;
+        assert.ok(
+          answers.every((x) => x === 'held' || x === 'PT_ERR_STORE_LOCKED'),
+          `answers ${answers.join(', ')}`,
+        );
+        await Promise.all([a.ask('drop'), b.ask('drop')]);
+      }
+    } finally {
       a.proc.stdin?.end();
       b.proc.stdin?.end();
       await Promise.all([done(a.proc), done(b.proc)]);
@@ -105,21 +123,23 @@ test('state lock: a lock file naming a live unrelated pid (1, ourselves) does no
 test('state lock: after its holder is SIGKILLed the next process takes it', async () => {
   await withDir(async (dir) => {
     const holder = taker(dir);
-    assert.equal(await holder.answer, 'held');
-    const refused = taker(dir);
-    assert.equal(await refused.answer, 'PT_ERR_STORE_LOCKED');
-    assert.throws(
-      () => acquireStateLock(dir),
-      (e: unknown) =>
-        isLocked(e) && new RegExp(`pid ${String(holder.proc.pid)}\\b`).test(String(e)),
-      'the refusal names the holder',
-    );
-    holder.proc.kill('SIGKILL');
-    await done(holder.proc);
-    const next = taker(dir);
-    assert.equal(await next.answer, 'held');
-    next.proc.stdin?.end();
-    await done(next.proc);
+    const other = taker(dir);
+    try {
+      assert.equal(await holder.ask('take'), 'held');
+      assert.equal(await other.ask('take'), 'PT_ERR_STORE_LOCKED');
+      assert.throws(
+        () => acquireStateLock(dir),
+        (e: unknown) =>
+          isLocked(e) && new RegExp(`pid ${String(holder.proc.pid)}\\b`).test(String(e)),
+        'the refusal names the holder',
+      );
+      holder.proc.kill('SIGKILL');
+      await done(holder.proc);
+      assert.equal(await other.ask('take'), 'held');
+    } finally {
+      other.proc.stdin?.end();
+      await done(other.proc);
+    }
   });
 });
 

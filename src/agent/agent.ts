@@ -1,5 +1,10 @@
 import { PtError } from '../errors.js';
-import { EventBus, type DomainEvent, type Recovery } from '../events/events.js';
+import {
+  EventBus,
+  logSubscriberErrors,
+  type DomainEvent,
+  type Recovery,
+} from '../events/events.js';
 import { RecoveryTracker } from '../events/recoveries.js';
 import type { Clock } from '../host/clock.js';
 import { holderText, type DeviceHolder, type HostPort, type Uevent } from '../host/port.js';
@@ -104,7 +109,7 @@ function pciAddressOf(e: Uevent): PciAddress | null {
  * list, and drift and uevents become keys to look at.
  */
 export class Agent {
-  readonly bus = new EventBus();
+  readonly bus: EventBus;
   readonly engine: Engine;
   readonly keeper: ModuleKeeper;
   readonly recoveries: RecoveryTracker;
@@ -115,6 +120,7 @@ export class Agent {
   constructor(deps: AgentDeps) {
     this.d = deps;
     this.log = deps.logger.child({ component: 'agent' });
+    this.bus = new EventBus({ onError: logSubscriberErrors(this.log) });
     let claims = deps.claims;
     let ledger = deps.ledger;
     if (!claims || !ledger) {

@@ -1,20 +1,20 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PtError, SysError, errnoOf, errorCodes, isPtError } from '../errors.js';
 import type { BusHealth } from '../events/events.js';
-import type { SimKernel, SimWriteOp } from '../host/sim/kernel.js';
+import type { SimKernel } from '../host/sim/kernel.js';
 import { parsePciAddress, type PciAddress } from '../pci/address.js';
 import type { HistoryHealth } from '../state/history.js';
 import type { Logger } from '../util/logger.js';
 import { parseAddresses, type Agent, type AgentStatus } from './agent.js';
 import {
-  claimBody,
-  releaseBody,
-  simAvailableBody,
-  simDeviceBody,
-  simFailLoadBody,
-  simFailWriteBody,
-  simModuleBody,
-  simRmmodBody,
+  ClaimBody,
+  ReleaseBody,
+  SimAvailableBody,
+  SimDeviceBody,
+  SimFailLoadBody,
+  SimFailWriteBody,
+  SimModuleBody,
+  SimRmmodBody,
 } from './api-schemas.js';
 
 /**
@@ -70,7 +70,10 @@ export interface ApiContext {
 }
 
 /** `GET /v1/status`: the agent's status plus its phase and the failures it did not hide. */
-export type ApiStatus = { phase: AgentPhase; problems: ApiProblems } & Partial<AgentStatus>;
+export type ApiStatus = { phase: AgentPhase; problems: ApiProblems } & Omit<
+  Partial<AgentStatus>,
+  'phase'
+>;
 
 export interface ApiProblems {
   history: HistoryHealth;
@@ -102,30 +105,6 @@ function frameworkError(e: FastifyError): PtError | null {
   if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500)
     return new PtError('PT_ERR_INVALID_ARGUMENT', e.message);
   return null;
-}
-
-interface ClaimRequest {
-  addresses: string[];
-  withGroup?: boolean;
-  force?: boolean;
-  acceptChange?: boolean;
-  source?: 'cli' | 'api';
-}
-interface ReleaseRequest {
-  addresses: string[];
-  wait?: boolean;
-  abandon?: boolean;
-}
-interface ModuleRequest {
-  module: string;
-  linger?: boolean;
-  times?: number;
-}
-interface FailWriteRequest {
-  op: SimWriteOp;
-  errno: string;
-  address?: string;
-  times?: number;
 }
 
 /**
@@ -172,8 +151,8 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return { ...(await agent.status()), phase: lifecycle.phase, problems };
   });
 
-  app.post('/v1/claims', { schema: { body: claimBody } }, async (req) => {
-    const b = req.body as ClaimRequest;
+  app.post('/v1/claims', { schema: { body: ClaimBody } }, async (req) => {
+    const b = req.body as ClaimBody;
     const addresses = parseAddresses(b.addresses);
     await lifecycle.ready;
     const claims = await agent.claim(addresses, {
@@ -185,8 +164,8 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return { claims };
   });
 
-  app.post('/v1/release', { schema: { body: releaseBody } }, async (req) => {
-    const b = req.body as ReleaseRequest;
+  app.post('/v1/release', { schema: { body: ReleaseBody } }, async (req) => {
+    const b = req.body as ReleaseBody;
     const addresses = parseAddresses(b.addresses);
     await lifecycle.ready;
     return {
@@ -203,34 +182,33 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
 /** Pokes of the simulated kernel: registered only on agents started with --sim. */
 function registerSimRoutes(app: FastifyInstance, sim: SimKernel): void {
   app.get('/v1/sim/state', () => sim.toTopology());
-  const moduleBody = (req: FastifyRequest): ModuleRequest => req.body as ModuleRequest;
 
-  app.post('/v1/sim/rmmod', { schema: { body: simRmmodBody } }, (req) => {
-    const b = moduleBody(req);
+  app.post('/v1/sim/rmmod', { schema: { body: SimRmmodBody } }, (req) => {
+    const b = req.body as SimRmmodBody;
     sim.rmmod(b.module, { linger: b.linger === true });
     return { removed: [b.module] };
   });
-  app.post('/v1/sim/modprobe-r', { schema: { body: simModuleBody } }, (req) => ({
-    removed: sim.modprobeRemove(moduleBody(req).module),
+  app.post('/v1/sim/modprobe-r', { schema: { body: SimModuleBody } }, (req) => ({
+    removed: sim.modprobeRemove((req.body as SimModuleBody).module),
   }));
-  app.post('/v1/sim/modprobe', { schema: { body: simModuleBody } }, (req) => {
-    const m = moduleBody(req).module;
+  app.post('/v1/sim/modprobe', { schema: { body: SimModuleBody } }, (req) => {
+    const m = (req.body as SimModuleBody).module;
     sim.modprobe(m);
     return { loaded: m };
   });
   for (const op of ['available', 'unavailable'] as const) {
-    app.post(`/v1/sim/${op}`, { schema: { body: simAvailableBody } }, (req) => {
-      sim.setModuleAvailable(moduleBody(req).module, op === 'available');
+    app.post(`/v1/sim/${op}`, { schema: { body: SimAvailableBody } }, (req) => {
+      sim.setModuleAvailable((req.body as SimModuleBody).module, op === 'available');
       return {};
     });
   }
-  app.post('/v1/sim/fail-load', { schema: { body: simFailLoadBody } }, (req) => {
-    const b = moduleBody(req);
+  app.post('/v1/sim/fail-load', { schema: { body: SimFailLoadBody } }, (req) => {
+    const b = req.body as SimFailLoadBody;
     sim.failModuleLoads(b.module, b.times ?? 1);
     return {};
   });
-  app.post('/v1/sim/fail-write', { schema: { body: simFailWriteBody } }, (req) => {
-    const b = req.body as FailWriteRequest;
+  app.post('/v1/sim/fail-write', { schema: { body: SimFailWriteBody } }, (req) => {
+    const b = req.body as SimFailWriteBody;
     const opts: { address?: PciAddress; times?: number } = {};
     if (b.address !== undefined) opts.address = parsePciAddress(b.address);
     if (b.times !== undefined) opts.times = b.times;
@@ -271,8 +249,8 @@ function registerSimRoutes(app: FastifyInstance, sim: SimKernel): void {
     ],
   ];
   for (const [name, poke] of onDevice) {
-    app.post(`/v1/sim/${name}`, { schema: { body: simDeviceBody } }, (req) => {
-      poke(parsePciAddress((req.body as { address: string }).address));
+    app.post(`/v1/sim/${name}`, { schema: { body: SimDeviceBody } }, (req) => {
+      poke(parsePciAddress((req.body as SimDeviceBody).address));
       return {};
     });
   }

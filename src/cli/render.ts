@@ -61,7 +61,10 @@ function ms(t: number | null): string {
 }
 
 /** Status as the agent's API answers it: its phase and problems come with a running agent only. */
-export type StatusView = Partial<AgentStatus> & { phase?: AgentPhase; problems?: ApiProblems };
+export type StatusView = Omit<Partial<AgentStatus>, 'phase'> & {
+  phase?: AgentPhase;
+  problems?: ApiProblems;
+};
 
 export function statusText(s: StatusView): string {
   const lines: string[] = [];

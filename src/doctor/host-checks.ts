@@ -4,6 +4,11 @@ import type { Inventory } from '../pci/model.js';
 import type { PciAddress } from '../pci/address.js';
 import type { Check } from './doctor.js';
 
+function shortList(items: string[], max: number): string {
+  const shown = items.slice(0, max).join('; ');
+  return items.length > max ? `${shown}; and ${items.length - max} more` : shown;
+}
+
 function plural(n: number, what: string): string {
   return `${n} ${what}${n === 1 ? '' : 's'}`;
 }
@@ -68,7 +73,7 @@ export function hostUseChecks(uses: HostUses, inv: Inventory): Check[] {
     checks.push({
       id: `host-critical:${addr}`,
       status: 'info',
-      summary: `host-critical ${addr}${name}: ${[...new Set(why)].join('; ')}`,
+      summary: `host-critical ${addr}${name}: ${shortList([...new Set(why)], 8)}`,
     });
   }
   const bridges = inv.devices.filter((d) => bridgeKind(d) !== null).length;

@@ -1,24 +1,21 @@
-import { PtError, type ErrorCode } from '../errors.js';
+import { PtError } from '../errors.js';
 import type { EventBus } from '../events/events.js';
 import type { Clock } from '../host/clock.js';
 import type { HostPort } from '../host/port.js';
 import { compareAddresses, type PciAddress } from '../pci/address.js';
-import { discover, readFunction } from '../pci/discovery.js';
-import { makeInventory } from '../pci/model.js';
 import type { PciIdNames } from '../pci/pciids.js';
 import type { ClaimSpec, LedgerEntry } from '../state/model.js';
 import type { ClaimStore, Claims, Ledger, LedgerStore } from '../state/stores.js';
 import type { Logger } from '../util/logger.js';
 import { Waker } from '../util/waker.js';
+import { DesiredState } from './desired-state.js';
 import { execute, type ActionResult, type ExecutorOptions, type ModuleLoader } from './executor.js';
 import { InFlight } from './inflight.js';
+import { HostObserver } from './observe.js';
+import { claimStatus, ledgerStatus, type ClaimStatus, type LedgerStatus } from './status.js';
 import {
   plan,
   type Action,
-  type ClaimPlan,
-  type ClaimState,
-  type LedgerPlan,
-  type LedgerState,
   type ModuleHealth,
   type Observed,
   type Plan,
@@ -46,32 +43,7 @@ export const defaultEngineOptions: EngineOptions = {
   pauseAfterUnbindMs: 0,
 };
 
-export type ClaimStatusState = ClaimState | 'error';
-
-export interface ClaimStatus {
-  address: PciAddress;
-  state: ClaimStatusState;
-  withGroup: boolean;
-  force: boolean;
-  members: PciAddress[];
-  group: number | null;
-  originalDrivers: Record<string, string | null>;
-  code?: ErrorCode;
-  message?: string;
-  lastChange: number;
-  /** When the last attempt failed: the next one is due in this many ms. */
-  retryInMs?: number;
-}
-
-export interface LedgerStatus {
-  address: PciAddress;
-  originalDriver: string | null;
-  /** The claim that bound it. */
-  claim?: PciAddress;
-  state: LedgerState;
-  code?: ErrorCode;
-  message?: string;
-}
+export type { ClaimStatus, ClaimStatusState, LedgerStatus } from './status.js';
 
 export interface EngineDeps {
   host: HostPort;
@@ -84,11 +56,6 @@ export interface EngineDeps {
   names?: PciIdNames;
   options?: Partial<EngineOptions>;
   random?: () => number;
-}
-
-interface Snapshot {
-  obs: Omit<Observed, 'modules' | 'busy'>;
-  at: number;
 }
 
 /**
@@ -105,12 +72,9 @@ export class Engine {
   readonly inflight: InFlight;
   private readonly queue: WorkQueue<WorkKey>;
   private readonly waker = new Waker();
-  private claimSet: Claims = {};
-  private ledgerSet: Ledger = {};
-  private loaded = false;
+  private readonly state: DesiredState;
+  private readonly observer: HostObserver;
   private modules: ModuleHealth = { ready: false, recovering: false, reason: null };
-  private snapshot: Snapshot | null = null;
-  private needFull = true;
   private statuses = new Map<PciAddress, ClaimStatus>();
   private ledgerStatuses = new Map<PciAddress, LedgerStatus>();
   private lastErrors = new Map<WorkKey, PtError>();
@@ -136,34 +100,62 @@ export class Engine {
     this.queue.onAdd(() => {
       this.waker.wake();
     });
+    this.state = new DesiredState(deps.claims, deps.ledger);
+    this.observer = new HostObserver(deps.host, this.inflight, deps.clock, deps.names);
   }
 
   /** Loads both stores; a corrupt store throws PT_ERR_STORE_CORRUPT and nothing else happens. */
   async start(): Promise<void> {
-    this.claimSet = await this.d.claims.loadClaims();
-    this.ledgerSet = await this.d.ledger.loadLedger();
-    this.loaded = true;
+    await this.state.load();
   }
 
   get claims(): Readonly<Claims> {
     this.mustBeLoaded();
-    return this.claimSet;
+    return this.state.claims;
   }
 
   get ledger(): Readonly<Ledger> {
     this.mustBeLoaded();
-    return this.ledgerSet;
+    return this.state.ledger;
   }
 
   private mustBeLoaded(): void {
-    if (!this.loaded) throw new PtError('PT_ERR_INTERNAL', 'engine not started');
+    if (!this.state.isLoaded) throw new PtError('PT_ERR_INTERNAL', 'engine not started');
   }
 
   /** The keeper publishes module health here; a change of readiness looks at every claim. */
   setModuleHealth(h: ModuleHealth): void {
     const changed = h.ready !== this.modules.ready || h.recovering !== this.modules.recovering;
+    const lost = this.modules.ready && !h.ready;
     this.modules = { ...h };
+    // Nothing claimed is ready while vfio-pci is gone, whatever the last look said: say so now,
+    // so that "ready again" is a change the next look reports (and recoveries are timed by).
+    if (lost) this.markWaiting(h.reason ?? 'vfio modules lost');
     if (changed) this.enqueueAll();
+  }
+
+  private markWaiting(reason: string): void {
+    const now = this.d.clock.now();
+    for (const [addr, st] of this.statuses) {
+      if (st.state !== 'ready') continue;
+      const next: ClaimStatus = {
+        ...st,
+        state: 'waiting',
+        code: 'PT_ERR_MODULE_UNAVAILABLE',
+        message: `waiting for vfio-pci: ${reason}`,
+        lastChange: now,
+      };
+      this.statuses.set(addr, next);
+      this.d.bus.emit({
+        type: 'claim.state',
+        at: now,
+        address: addr,
+        state: next.state,
+        members: next.members,
+        code: 'PT_ERR_MODULE_UNAVAILABLE',
+        message: next.message ?? '',
+      });
+    }
   }
 
   moduleHealth(): ModuleHealth {
@@ -181,30 +173,28 @@ export class Engine {
 
   /** Every claim and every ledger entry. */
   enqueueAll(): void {
-    this.enqueue(
-      new Set([...Object.keys(this.claimSet), ...Object.keys(this.ledgerSet)] as PciAddress[]),
-    );
+    this.enqueue(this.state.allKeys());
   }
 
   /** Something happened to a device (drift, a bind uevent): look at the keys that cover it. */
   enqueueDevice(addr: PciAddress): void {
     const keys = new Set<WorkKey>();
-    if (this.claimSet[addr]) keys.add(addr);
-    const l = this.ledgerSet[addr];
-    if (l) keys.add(l.claim !== undefined && this.claimSet[l.claim] ? l.claim : addr);
+    if (this.state.claims[addr]) keys.add(addr);
+    const l = this.state.ledger[addr];
+    if (l) keys.add(l.claim !== undefined && this.state.claims[l.claim] ? l.claim : addr);
     for (const s of this.statuses.values()) if (s.members.includes(addr)) keys.add(s.address);
     this.enqueue(keys);
   }
 
   /** A device was added or removed: the next look rediscovers the whole bus. */
   rediscover(): void {
-    this.needFull = true;
+    this.observer.markStale();
     this.enqueueAll();
   }
 
   /** Devices passthru owns now, with the claim keys they belong to. */
   isKnownDevice(addr: PciAddress): boolean {
-    if (this.claimSet[addr] || this.ledgerSet[addr]) return true;
+    if (this.state.claims[addr] || this.state.ledger[addr]) return true;
     for (const s of this.statuses.values()) if (s.members.includes(addr)) return true;
     return false;
   }
@@ -273,75 +263,22 @@ export class Engine {
 
   // ---- observation ----
 
-  private async fullObserve(): Promise<Snapshot> {
-    const { host } = this.d;
-    const skipLockedAttrs = new Set(this.inflight.busy().keys());
-    const [inv, uses] = await Promise.all([
-      discover(host, this.d.names, { skipLockedAttrs }),
-      host.hostUses(),
-    ]);
-    const vfioNodes = new Set<number>();
-    await Promise.all(
-      [...inv.groups.keys()].map(async (g) => {
-        if (await host.vfioGroupNodeExists(g)) vfioNodes.add(g);
-      }),
-    );
-    this.needFull = false;
-    return { obs: { inv, uses, vfioNodes }, at: this.d.clock.now() };
-  }
-
-  /** The devices a key touches, as far as the last snapshot knows. */
-  private devicesOf(key: WorkKey, snap: Snapshot): Set<PciAddress> {
+  /** The devices a key touches, as far as the last view knows. */
+  private devicesOf(key: WorkKey): Set<PciAddress> {
     const out = new Set<PciAddress>([key]);
-    const st = this.statuses.get(key);
-    for (const m of st?.members ?? []) out.add(m);
-    const g = snap.obs.inv.byAddress.get(key)?.iommuGroup;
-    if (g != null) for (const m of snap.obs.inv.groups.get(g)?.members ?? []) out.add(m);
-    for (const l of Object.values(this.ledgerSet)) if (l.claim === key) out.add(l.address);
+    for (const m of this.statuses.get(key)?.members ?? []) out.add(m);
+    const view = this.observer.last();
+    const g = view?.inv.byAddress.get(key)?.iommuGroup;
+    if (g != null) for (const m of view?.inv.groups.get(g)?.members ?? []) out.add(m);
+    for (const l of Object.values(this.state.ledger)) if (l.claim === key) out.add(l.address);
     return out;
   }
 
-  /**
-   * Re-reads only what the keys touch; a device that appeared or vanished means the bus changed
-   * and everything is read again.
-   */
   private async observe(keys: WorkKey[]): Promise<Observed> {
-    let snap = this.snapshot;
-    if (!snap || this.needFull) {
-      snap = await this.fullObserve();
-    } else {
-      const addrs = new Set<PciAddress>();
-      for (const k of keys) for (const a of this.devicesOf(k, snap)) addrs.add(a);
-      const { inv } = snap.obs;
-      const fresh = await Promise.all(
-        [...addrs].map(
-          async (a) =>
-            [
-              a,
-              await readFunction(this.d.host, a, this.d.names, this.inflight.get(a) !== undefined),
-            ] as const,
-        ),
-      );
-      if (fresh.some(([a, f]) => (f === null) !== !inv.byAddress.has(a))) {
-        snap = await this.fullObserve();
-      } else {
-        const byAddr = new Map(inv.byAddress);
-        for (const [a, f] of fresh) if (f) byAddr.set(a, f);
-        const inv2 = makeInventory(inv.devices.map((dv) => byAddr.get(dv.address) ?? dv));
-        const vfioNodes = new Set(snap.obs.vfioNodes);
-        const groups = new Set<number>();
-        for (const [, f] of fresh) if (f?.iommuGroup != null) groups.add(f.iommuGroup);
-        await Promise.all(
-          [...groups].map(async (g) => {
-            if (await this.d.host.vfioGroupNodeExists(g)) vfioNodes.add(g);
-            else vfioNodes.delete(g);
-          }),
-        );
-        snap = { obs: { inv: inv2, uses: snap.obs.uses, vfioNodes }, at: this.d.clock.now() };
-      }
-    }
-    this.snapshot = snap;
-    return { ...snap.obs, modules: { ...this.modules }, busy: this.inflight.busy() };
+    const addrs = new Set<PciAddress>();
+    for (const k of keys) for (const a of this.devicesOf(k)) addrs.add(a);
+    const view = await this.observer.look(addrs);
+    return { ...view, modules: { ...this.modules }, busy: this.inflight.busy() };
   }
 
   /** The plan over everything, as of the last observation plus a fresh look at `keys`. */
@@ -349,40 +286,8 @@ export class Engine {
     return plan(await this.observe(keys), desired, this.d.clock.now());
   }
 
-  private desired(): { claims: Claims; ledger: Ledger } {
-    return { claims: this.claimSet, ledger: this.ledgerSet };
-  }
-
-  private ledgerChain: Promise<void> = Promise.resolve();
-  private claimsChain: Promise<void> = Promise.resolve();
-
-  /**
-   * Serialised read-modify-write of the ledger: binds in different groups record their entries
-   * concurrently, and each must see the others' writes. The in-memory copy changes only once
-   * the store has it.
-   */
-  private mutateLedger(fn: (l: Ledger) => void): Promise<void> {
-    const run = async (): Promise<void> => {
-      const next = { ...this.ledgerSet };
-      fn(next);
-      await this.d.ledger.saveLedger(next);
-      this.ledgerSet = next;
-    };
-    const p = this.ledgerChain.then(run, run);
-    this.ledgerChain = p.catch(() => undefined);
-    return p;
-  }
-
-  private mutateClaims(fn: (c: Claims) => void): Promise<void> {
-    const run = async (): Promise<void> => {
-      const next = { ...this.claimSet };
-      fn(next);
-      await this.d.claims.saveClaims(next);
-      this.claimSet = next;
-    };
-    const p = this.claimsChain.then(run, run);
-    this.claimsChain = p.catch(() => undefined);
-    return p;
+  private desired(): { claims: Readonly<Claims>; ledger: Readonly<Ledger> } {
+    return { claims: this.state.claims, ledger: this.state.ledger };
   }
 
   // ---- desired state ----
@@ -397,23 +302,30 @@ export class Engine {
   ): Promise<{ accepted: PciAddress[]; rejected: ClaimStatus[] }> {
     const now = this.d.clock.now();
     const changed = specs.filter((s) => {
-      const prev = this.claimSet[s.address];
+      const prev = this.state.claims[s.address];
       return !prev || prev.withGroup !== s.withGroup || prev.force !== s.force;
     });
     if (changed.length === 0) return { accepted: [], rejected: [] };
-    const hypothetical: Claims = { ...this.claimSet };
+    const hypothetical: Claims = { ...this.state.claims };
     for (const c of changed)
-      hypothetical[c.address] = { ...this.claimSet[c.address], ...c, createdAt: now };
+      hypothetical[c.address] = { ...this.state.claims[c.address], ...c, createdAt: now };
     const preview = await this.planFor(
       changed.map((c) => c.address),
-      { claims: hypothetical, ledger: this.ledgerSet },
+      { claims: hypothetical, ledger: this.state.ledger },
     );
     const rejected: ClaimStatus[] = [];
     const accepted: ClaimSpec[] = [];
     for (const c of changed) {
       const p = preview.claims.find((x) => x.address === c.address);
       if (p && (p.state === 'refused' || p.state === 'changed')) {
-        const st = this.statusFrom(p, c, now, undefined);
+        const st = claimStatus(
+          p,
+          c,
+          this.state.ledger,
+          this.statuses.get(c.address),
+          now,
+          undefined,
+        );
         rejected.push(st);
         this.d.bus.emit({
           type: 'claim.refused',
@@ -427,13 +339,13 @@ export class Engine {
       const spec: ClaimSpec = {
         ...hypothetical[c.address],
         ...c,
-        createdAt: this.claimSet[c.address]?.createdAt ?? now,
+        createdAt: this.state.claims[c.address]?.createdAt ?? now,
       };
       if (!spec.identity && p?.observedIdentity) spec.identity = p.observedIdentity;
       accepted.push(spec);
     }
     if (accepted.length > 0) {
-      await this.mutateClaims((next) => {
+      await this.state.mutateClaims((next) => {
         for (const c of accepted) next[c.address] = c;
       });
     }
@@ -453,9 +365,9 @@ export class Engine {
   }
 
   async removeClaims(addrs: PciAddress[]): Promise<PciAddress[]> {
-    const present = addrs.filter((a) => this.claimSet[a] !== undefined);
+    const present = addrs.filter((a) => this.state.claims[a] !== undefined);
     if (present.length === 0) return [];
-    await this.mutateClaims((next) => {
+    await this.state.mutateClaims((next) => {
       for (const a of present) Reflect.deleteProperty(next, a);
     });
     const now = this.d.clock.now();
@@ -474,15 +386,15 @@ export class Engine {
    * gone; its original driver means nothing for the new one).
    */
   async acceptChange(addr: PciAddress): Promise<void> {
-    const c = this.claimSet[addr];
+    const c = this.state.claims[addr];
     if (!c) throw new PtError('PT_ERR_NOT_CLAIMED', `not claimed: ${addr}`);
     const p = (await this.planFor([addr])).claims.find((x) => x.address === addr);
     if (p?.state !== 'changed' || !p.observedIdentity) return;
     const identity = p.observedIdentity;
-    await this.mutateClaims((next) => {
+    await this.state.mutateClaims((next) => {
       next[addr] = { ...c, identity };
     });
-    const old = this.ledgerSet[addr];
+    const old = this.state.ledger[addr];
     if (old) await this.dropLedger([addr], 'the card was replaced (claim --accept-change)');
     this.d.bus.emit({
       type: 'claim.accepted_change',
@@ -495,21 +407,13 @@ export class Engine {
 
   /** The user gives up on restoring these devices: their ledger entries go, recorded in history. */
   async abandon(addrs: PciAddress[], why: string): Promise<PciAddress[]> {
-    const present = addrs.filter((a) => this.ledgerSet[a] !== undefined);
+    const present = addrs.filter((a) => this.state.ledger[a] !== undefined);
     await this.dropLedger(present, why);
     return present;
   }
 
   private async dropLedger(addrs: PciAddress[], why: string): Promise<void> {
-    if (addrs.length === 0) return;
-    const gone: LedgerEntry[] = [];
-    await this.mutateLedger((next) => {
-      for (const a of addrs) {
-        const e = next[a];
-        if (e) gone.push(e);
-        Reflect.deleteProperty(next, a);
-      }
-    });
+    const gone = await this.state.dropLedger(addrs);
     const now = this.d.clock.now();
     for (const e of gone) {
       this.ledgerStatuses.delete(e.address);
@@ -524,12 +428,8 @@ export class Engine {
     }
   }
 
-  private async recordLedger(a: Extract<Action, { kind: 'bind' }>): Promise<LedgerEntry> {
-    const prev = this.ledgerSet[a.address];
-    // Never overwrite: after a crash mid-bind or a module loss the device may be driverless,
-    // and the ledger still knows what it was.
-    if (prev) return prev;
-    const entry: LedgerEntry = {
+  private recordLedger(a: Extract<Action, { kind: 'bind' }>): Promise<LedgerEntry> {
+    return this.state.recordOriginal({
       address: a.address,
       originalDriver: a.currentDriver,
       vendorId: a.identity.vendorId,
@@ -538,14 +438,7 @@ export class Engine {
       subsystemDeviceId: a.identity.subsystemDeviceId,
       recordedAt: this.d.clock.now(),
       claim: a.claim,
-    };
-    let kept: LedgerEntry = entry;
-    await this.mutateLedger((next) => {
-      const raced = next[a.address];
-      if (raced) kept = raced;
-      else next[a.address] = entry;
     });
-    return kept;
   }
 
   private async recordIdentities(p: Plan, keys: WorkKey[]): Promise<void> {
@@ -553,11 +446,11 @@ export class Engine {
       (c) =>
         keys.includes(c.address) &&
         c.observedIdentity !== undefined &&
-        this.claimSet[c.address] !== undefined &&
-        this.claimSet[c.address]?.identity === undefined,
+        this.state.claims[c.address] !== undefined &&
+        this.state.claims[c.address]?.identity === undefined,
     );
     if (missing.length === 0) return;
-    await this.mutateClaims((next) => {
+    await this.state.mutateClaims((next) => {
       for (const c of missing) {
         const spec = next[c.address];
         if (spec && c.observedIdentity) next[c.address] = { ...spec, identity: c.observedIdentity };
@@ -747,7 +640,7 @@ export class Engine {
     }
     if (restored.length > 0) {
       // Only a device verifiably back on its original driver leaves the ledger.
-      await this.mutateLedger((next) => {
+      await this.state.mutateLedger((next) => {
         for (const a of restored) Reflect.deleteProperty(next, a);
       });
       for (const a of restored) {
@@ -759,53 +652,14 @@ export class Engine {
 
   // ---- status ----
 
-  private statusFrom(
-    p: ClaimPlan,
-    spec: Pick<ClaimSpec, 'withGroup' | 'force'>,
-    now: number,
-    err: PtError | undefined,
-  ): ClaimStatus {
-    let state: ClaimStatusState = p.state;
-    let code = p.code;
-    let message = p.message;
-    if (p.state === 'pending' && err) {
-      state = err.code === 'PT_ERR_MODULE_UNAVAILABLE' ? 'waiting' : 'error';
-      code = err.code;
-      message = state === 'waiting' ? `waiting for vfio-pci: ${err.message}` : err.message;
-    } else if (p.state === 'busy' && err) {
-      // Why it is busy: the write we stopped waiting for is still pending in the kernel.
-      code = err.code;
-      message = `${p.message ?? ''} (${err.message})`;
-    }
-    const prev = this.statuses.get(p.address);
-    const originalDrivers: Record<string, string | null> = {};
-    for (const m of p.members) {
-      const l = this.ledgerSet[m];
-      if (l) originalDrivers[m] = l.originalDriver;
-    }
-    const st: ClaimStatus = {
-      address: p.address,
-      state,
-      withGroup: spec.withGroup,
-      force: spec.force,
-      members: p.members,
-      group: p.group,
-      originalDrivers,
-      lastChange: prev && prev.state === state ? prev.lastChange : now,
-    };
-    if (code !== undefined) st.code = code;
-    if (message !== undefined) st.message = message;
-    return st;
-  }
-
   private updateStatuses(p: Plan, keys: WorkKey[], failed: Map<WorkKey, PtError>): void {
     const now = this.d.clock.now();
     for (const cp of p.claims) {
       if (!keys.includes(cp.address)) continue;
-      const spec = this.claimSet[cp.address];
+      const spec = this.state.claims[cp.address];
       if (!spec) continue;
       const prev = this.statuses.get(cp.address);
-      const st = this.statusFrom(cp, spec, now, failed.get(cp.address));
+      const st = claimStatus(cp, spec, this.state.ledger, prev, now, failed.get(cp.address));
       if (st.state === 'error' || st.state === 'waiting') {
         const due = this.queue.nextDueIn();
         if (due !== null) st.retryInMs = due;
@@ -824,38 +678,20 @@ export class Engine {
       }
     }
     for (const lp of p.ledger) {
-      if (!keys.includes(lp.address) && !keys.some((k) => this.ledgerSet[lp.address]?.claim === k))
-        continue;
-      this.setLedgerStatus(lp, failed.get(lp.address));
+      const entry = this.state.ledger[lp.address];
+      if (!keys.includes(lp.address) && !keys.some((k) => entry?.claim === k)) continue;
+      const st = ledgerStatus(lp, entry, failed.get(lp.address) ?? this.lastErrors.get(lp.address));
+      if (st) this.ledgerStatuses.set(lp.address, st);
+      else this.ledgerStatuses.delete(lp.address);
     }
-  }
-
-  private setLedgerStatus(lp: LedgerPlan, err: PtError | undefined): void {
-    const e = this.ledgerSet[lp.address];
-    if (!e || lp.state === 'restored') {
-      this.ledgerStatuses.delete(lp.address);
-      return;
-    }
-    const st: LedgerStatus = {
-      address: lp.address,
-      originalDriver: e.originalDriver,
-      state: lp.state,
-    };
-    if (e.claim !== undefined) st.claim = e.claim;
-    const why = err ?? this.lastErrors.get(lp.address);
-    if (lp.state === 'releasing' && why) {
-      st.code = why.code;
-      st.message =
-        why.code === 'PT_ERR_DEVICE_IN_USE'
-          ? `held by ${why.message.replace(/^.* is in use by /, '')}`
-          : why.message;
-    } else if (lp.message !== undefined) st.message = lp.message;
-    this.ledgerStatuses.set(lp.address, st);
   }
 
   /** Statuses as a pass would report them, without applying anything (read-only status). */
   async preview(): Promise<ClaimStatus[]> {
-    const keys = [...Object.keys(this.claimSet), ...Object.keys(this.ledgerSet)] as PciAddress[];
+    const keys = [
+      ...Object.keys(this.state.claims),
+      ...Object.keys(this.state.ledger),
+    ] as PciAddress[];
     const p = await this.planFor(keys);
     this.updateStatuses(p, keys, new Map());
     return this.claimStatuses();
@@ -863,12 +699,12 @@ export class Engine {
 
   claimStatuses(): ClaimStatus[] {
     return [...this.statuses.values()]
-      .filter((s) => this.claimSet[s.address] !== undefined)
+      .filter((s) => this.state.claims[s.address] !== undefined)
       .sort((a, b) => compareAddresses(a.address, b.address));
   }
 
   ledgerStatus(): LedgerStatus[] {
-    return Object.values(this.ledgerSet)
+    return Object.values(this.state.ledger)
       .map(
         (e): LedgerStatus =>
           this.ledgerStatuses.get(e.address) ?? {

@@ -97,3 +97,17 @@ test('a recorded host use and the boot VGA flag are soft refusals naming the use
     soft: ['boot VGA device (the host console)', 'filesystem mounted at /'],
   });
 });
+
+test('a device with many host uses names three and counts the rest', () => {
+  const d = fn('010802');
+  const uses = Array.from({ length: 2001 }, (_, i) => ({
+    address: d.address,
+    use: `filesystem mounted at /m${i}`,
+  }));
+  assert.deepEqual(claimGuards(d, { uses, unknown: [], backing: [] }).soft, [
+    'filesystem mounted at /m0',
+    'filesystem mounted at /m1',
+    'filesystem mounted at /m2',
+    'and 1998 more host uses (see passthru doctor)',
+  ]);
+});

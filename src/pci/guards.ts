@@ -97,7 +97,10 @@ export function claimGuards(d: PciFunction, host: HostUses): GuardVerdict {
   const platform = platformFunction(d);
   if (platform !== null) soft.push(platform);
   if (d.bootVga) soft.push('boot VGA device (the host console)');
-  for (const u of host.uses) if (u.address === d.address) soft.push(u.use);
+  // A container host mounts thousands of overlays on one disk: name a few, count the rest.
+  const uses = [...new Set(host.uses.filter((u) => u.address === d.address).map((u) => u.use))];
+  soft.push(...uses.slice(0, 3));
+  if (uses.length > 3) soft.push(`and ${uses.length - 3} more host uses (see passthru doctor)`);
   if (mayCarryHostData(d) && host.unknown.length > 0) {
     const shown = host.unknown.slice(0, 3);
     if (host.unknown.length > 3)

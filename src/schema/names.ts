@@ -10,6 +10,12 @@ export const PciAddressSchema = Type.Unsafe<PciAddress>(
   Type.String({ pattern: ADDRESS_RE.source, description: 'PCI address dddd:bb:dd.f (hex)' }),
 );
 
+/** The same pattern typed as plain text, for formats whose TypeScript side keeps strings. */
+export const PciAddressTextSchema = Type.String({
+  pattern: ADDRESS_RE.source,
+  description: 'PCI address dddd:bb:dd.f (hex)',
+});
+
 export const DriverNameSchema = Type.String({
   pattern: DRIVER_NAME_RE.source,
   description: 'kernel driver name',

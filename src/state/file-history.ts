@@ -89,15 +89,15 @@ export class FileHistory implements History {
     if (this.ring.length > this.window) this.ring.splice(0, this.ring.length - this.window);
   }
 
-  private failed(err: unknown): void {
-    this.errors++;
+  private failed(err: unknown, count = true): void {
+    if (count) this.errors++;
     const errno = errnoOf(err);
     this.lastError = `${errno ?? 'error'}: ${err instanceof Error ? err.message : String(err)}`;
     if (!this.failing) {
       this.failing = true;
       this.log?.error(
         { file: this.file, err: this.lastError },
-        'cannot write history; events stay in memory (status shows the count)',
+        'cannot read or write history; events stay in memory (status shows the count)',
       );
     }
   }
@@ -109,8 +109,9 @@ export class FileHistory implements History {
   }
 
   private ensureLoaded(): Promise<void> {
+    // An unreadable history is reported like a failed write, without counting as one.
     this.loaded ??= this.load().catch((err: unknown) => {
-      this.failed(err);
+      this.failed(err, false);
     });
     return this.loaded;
   }

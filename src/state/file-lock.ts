@@ -23,7 +23,7 @@ export function stateLockFile(stateDir: string, lockDir?: string): string {
  * One writer per state folder: the agent for its lifetime, a direct-mode claim or release for
  * its command. The lock is flock(2) on an open file description this process keeps open: the
  * kernel refuses a second holder and drops the lock when the process dies, however it dies, so
- * there is no pid to trust, no stale lock to take over and no takeover race (docs/adr/0005).
+ * there is no pid to trust, no stale lock to take over and no takeover race (docs/adr/0007).
  * Node has no flock binding: util-linux `flock -n -x 3` locks the description it inherits as
  * fd 3, and the lock outlives that helper because this process still holds the description.
  * The pid written into the file is for the error message only; nothing reads it as truth.

@@ -11,7 +11,7 @@ import { emptyState, validateState, type State, type StateStore } from './model.
  * Each save checks that the file still holds the generation this store last loaded or saved:
  * a store never writes over a state it has not seen (another writer saved in between), and it
  * never goes back. The state lock keeps a second writer out; this check is what makes a second
- * writer harmless if one ever gets in (docs/adr/0005).
+ * writer harmless if one ever gets in (docs/adr/0007).
  */
 export class FileStore implements StateStore {
   readonly location: string;

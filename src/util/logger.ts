@@ -12,8 +12,33 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
  */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
+/** Set once the process exits: from then on a full stderr pipe is given up on, not waited for. */
+let exiting = false;
+const destinations: ReturnType<typeof pino.destination>[] = [];
+
+// Registered before any destination exists, so it runs before pino's own exit flush, which
+// would otherwise retry a full pipe forever and keep the process from exiting.
+process.once('exit', () => {
+  exiting = true;
+  for (const d of destinations) {
+    try {
+      d.flushSync();
+    } catch {
+      // The pipe is full and nobody reads it: what does not fit is dropped, by design.
+    }
+    d.destroy();
+  }
+});
+
 function stderrDestination(): DestinationStream {
-  return pino.destination({ dest: 2, sync: false, maxLength: MAX_BUFFERED_BYTES });
+  const d = pino.destination({
+    dest: 2,
+    sync: false,
+    maxLength: MAX_BUFFERED_BYTES,
+    retryEAGAIN: () => !exiting,
+  });
+  destinations.push(d);
+  return d;
 }
 
 /**

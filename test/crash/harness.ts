@@ -94,13 +94,16 @@ async function sleep(ms: number): Promise<void> {
 /** A request as the CLI sends it; null when no agent answered (dead, restarting). */
 async function api(socket: string, method: string, url: string, body?: unknown) {
   try {
-    return await requestAgent(socket, method, url, body);
+    // The CLI's deadline for claim and release outcomes.
+    return await requestAgent(socket, method, url, body, { timeoutMs: 60_000 });
   } catch {
     return null;
   }
 }
 
 interface StatusBody {
+  phase: string;
+  ledger: { address: PciAddress; state: string; code?: string; message?: string }[];
   claims: {
     address: PciAddress;
     state: string;
@@ -172,12 +175,12 @@ export async function runRound(seed: number, o: RoundOptions): Promise<RoundResu
       });
     });
     agent = { proc, killed: false, exited, stderr };
-    // Ready when status says `running`: the socket opens before the start pass, and status
-    // answers `starting` until that pass has looked at every claim and ledger entry.
-    for (let i = 0; i < 500; i++) {
+    // Ready when status says `running`: the socket opens before the start pass, which
+    // re-applies every claim.
+    for (let i = 0; i < 1000; i++) {
       if (proc.exitCode !== null || proc.signalCode !== null) break;
-      const st = await api(socket, 'GET', '/v1/status');
-      if (st !== null && (st.body as { phase?: string } | null)?.phase === 'running') return true;
+      const st = (await api(socket, 'GET', '/v1/status'))?.body as StatusBody | undefined;
+      if (st?.phase === 'running') return true;
       await sleep(20);
     }
     result.problems.push(
@@ -321,9 +324,11 @@ export async function runRound(seed: number, o: RoundOptions): Promise<RoundResu
       if (was === null) continue;
       const c = claimOf.get(a);
       if (c === undefined) {
-        if (now !== was) {
+        // Unclaimed: back on its driver, or a release the agent still owes with its reason.
+        const owed = status.ledger.find((l) => l.address === a);
+        if (now !== was && (owed?.code === undefined || owed.message === undefined)) {
           result.problems.push(
-            `${phase}: ${a} is unclaimed and on ${now ?? 'no driver'}, not its original ${was}`,
+            `${phase}: ${a} is unclaimed and on ${now ?? 'no driver'}, not its original ${was}${owed ? ` (ledger ${owed.state}, no reason shown)` : ''}`,
           );
         }
       } else if (now !== VFIO && (c.code === undefined || c.message === undefined)) {
@@ -337,7 +342,7 @@ export async function runRound(seed: number, o: RoundOptions): Promise<RoundResu
   const releaseAll = async (): Promise<void> => {
     // Release every claim through the API; a release that fails the agent must retry by itself
     // (issue 13), so the ledger gets a few seconds to empty before the verdict.
-    for (let attempt = 0; attempt < 20; attempt++) {
+    for (let attempt = 0; attempt < Number(process.env.PT_CRASH_SETTLE ?? 20); attempt++) {
       if (!(await ensureRunning())) return;
       const st = (await api(socket, 'GET', '/v1/status'))?.body as StatusBody | undefined;
       const claims = st?.claims.map((c) => c.address) ?? [];

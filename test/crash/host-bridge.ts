@@ -16,6 +16,7 @@ import type {
   ModuleStatus,
   Uevent,
   WritableDeviceAttr,
+  WriteOptions,
 } from '../../src/host/port.js';
 import type { PciAddress } from '../../src/pci/address.js';
 
@@ -210,6 +211,29 @@ export class RemoteHost implements HostPort {
     });
   }
 
+  /**
+   * A write the caller may abandon: the promise rejects with ECANCELED at once and the machine
+   * still completes the write, as the port's contract says a kernel may.
+   */
+  private write(opts: WriteOptions | undefined, m: string, ...a: unknown[]): Promise<void> {
+    const signal = opts?.signal;
+    const done = this.call<unknown>(m, ...a).then(() => undefined);
+    if (signal === undefined) return done;
+    return new Promise<void>((resolve, reject) => {
+      const abort = (): void => {
+        reject(new SysError('ECANCELED', `${m} abandoned`));
+      };
+      if (signal.aborted) {
+        abort();
+        return;
+      }
+      signal.addEventListener('abort', abort, { once: true });
+      done.then(resolve, reject).finally(() => {
+        signal.removeEventListener('abort', abort);
+      });
+    });
+  }
+
   listDevices(): Promise<PciAddress[]> {
     return this.call('listDevices');
   }
@@ -235,20 +259,25 @@ export class RemoteHost implements HostPort {
   vfioHolders(addr: PciAddress, group: number | null): Promise<DeviceHolder[]> {
     return this.call('vfioHolders', addr, group);
   }
-  async writeDeviceAttr(addr: PciAddress, attr: WritableDeviceAttr, value: string): Promise<void> {
-    await this.call('writeDeviceAttr', addr, attr, value);
+  writeDeviceAttr(
+    addr: PciAddress,
+    attr: WritableDeviceAttr,
+    value: string,
+    opts?: WriteOptions,
+  ): Promise<void> {
+    return this.write(opts, 'writeDeviceAttr', addr, attr, value);
   }
-  async unbindDevice(addr: PciAddress): Promise<void> {
-    await this.call('unbindDevice', addr);
+  unbindDevice(addr: PciAddress, opts?: WriteOptions): Promise<void> {
+    return this.write(opts, 'unbindDevice', addr);
   }
-  async bindDevice(addr: PciAddress, driver: string): Promise<void> {
-    await this.call('bindDevice', addr, driver);
+  bindDevice(addr: PciAddress, driver: string, opts?: WriteOptions): Promise<void> {
+    return this.write(opts, 'bindDevice', addr, driver);
   }
-  async probeDevice(addr: PciAddress): Promise<void> {
-    await this.call('probeDevice', addr);
+  probeDevice(addr: PciAddress, opts?: WriteOptions): Promise<void> {
+    return this.write(opts, 'probeDevice', addr);
   }
-  async rescanBus(): Promise<void> {
-    await this.call('rescanBus');
+  rescanBus(opts?: WriteOptions): Promise<void> {
+    return this.write(opts, 'rescanBus');
   }
   async moduleStatus(names: readonly string[]): Promise<Map<string, ModuleStatus | null>> {
     const v = await this.call<{ $map: [string, ModuleStatus | null][] }>('moduleStatus', names);

@@ -5,15 +5,24 @@ import { defaultRoundOptions, formatRound, runRound, stopStandby } from './harne
 
 const rounds = Number(process.argv[2] ?? 1000);
 const first = Number(process.argv[3] ?? 1);
-const steps = Number(process.argv[4] ?? 16);
+const steps = Number(process.argv[4] ?? 8);
 const opts = await defaultRoundOptions(steps);
 let inconsistent = 0;
 let devicesWrong = 0;
 let kills = 0;
 const failing: number[] = [];
 const t0 = performance.now();
-for (let seed = first; seed < first + rounds; seed++) {
+// SIGINT/SIGTERM end the run after the round in flight, with the counts so far.
+const run = { stopping: false };
+const stop = (): void => {
+  run.stopping = true;
+};
+process.once('SIGINT', stop);
+process.once('SIGTERM', stop);
+let done = 0;
+for (let seed = first; seed < first + rounds && !run.stopping; seed++) {
   const r = await runRound(seed, opts);
+  done++;
   kills += r.kills;
   if (r.problems.length > 0) {
     inconsistent++;
@@ -28,7 +37,7 @@ for (let seed = first; seed < first + rounds; seed++) {
 stopStandby();
 const secs = (performance.now() - t0) / 1000;
 console.log(
-  `crash soak: ${rounds} rounds (seeds ${first}-${first + rounds - 1}, ${steps} steps each), ${kills} SIGKILLs, ${inconsistent} inconsistent rounds, ${devicesWrong} devices wrong after releasing everything, ${secs.toFixed(0)} s`,
+  `crash soak: ${done} rounds (seeds ${first}-${first + done - 1}, ${steps} steps each), ${kills} SIGKILLs, ${inconsistent} inconsistent rounds, ${devicesWrong} devices wrong after releasing everything, ${secs.toFixed(0)} s`,
 );
 if (failing.length > 0) console.log(`failing seeds: ${failing.join(' ')}`);
 process.exitCode = inconsistent > 0 ? 1 : 0;

@@ -10,7 +10,7 @@ import {
   parseUdevProperties,
 } from './fs-kinds.js';
 import {
-  mountHolding,
+  MountIndex,
   mountOptions,
   parseMountinfo,
   splitLowerdirs,
@@ -62,6 +62,10 @@ function emptyTrace(): Trace {
   return { via: [], devices: new Set(), problems: [] };
 }
 
+function copyTrace(t: Trace): Trace {
+  return { via: [...t.via], devices: new Set(t.devices), problems: [...t.problems] };
+}
+
 function merge(into: Trace, from: Trace): void {
   into.via.push(...from.via);
   for (const d of from.devices) into.devices.add(d);
@@ -73,6 +77,9 @@ class HostUseTracer {
   private readonly unknown: string[] = [];
   private readonly backing: HostBacking[] = [];
   private mounts: MountInfo[] = [];
+  private index = new MountIndex([]);
+  /** Finished traces by mount id: container hosts stack thousands of overlays on one disk. */
+  private readonly traced = new Map<number, Trace>();
   private routes: Route[] | null = null;
   private routeProblem: string | null = null;
   private udevByDev: Map<string, Map<string, string>> | null = null;
@@ -156,6 +163,7 @@ class HostUseTracer {
     }
     const parsed = parseMountinfo(text);
     this.mounts = parsed.mounts;
+    this.index = new MountIndex(parsed.mounts);
     for (const line of parsed.bad)
       this.unknown.push(`cannot parse /proc/self/mountinfo line "${line}"`);
     for (const m of this.mounts) {
@@ -206,9 +214,17 @@ class HostUseTracer {
   }
 
   private traceMount(m: MountInfo, visiting: Set<number>): Trace {
+    const done = this.traced.get(m.id);
+    if (done !== undefined) return copyTrace(done);
+    if (visiting.has(m.id)) return emptyTrace();
+    const t = this.traceMountOnce(m, visiting);
+    this.traced.set(m.id, copyTrace(t));
+    return t;
+  }
+
+  private traceMountOnce(m: MountInfo, visiting: Set<number>): Trace {
     const t = emptyTrace();
     if (isPseudoFilesystem(m.fstype)) return t;
-    if (visiting.has(m.id)) return t;
     visiting.add(m.id);
     const opts = mountOptions(m.superOptions);
     if (m.fstype === 'overlay') {
@@ -218,7 +234,7 @@ class HostUseTracer {
       ];
       let invisible: string | null = null;
       for (const dir of dirs) {
-        const holder = mountHolding(this.mounts, dir, new Set([m.id]));
+        const holder = this.index.holding(dir, new Set([m.id]));
         if (holder === null) invisible ??= dir;
         else
           merge(
@@ -260,7 +276,11 @@ class HostUseTracer {
       return t;
     }
     if (m.fstype === '9p' || m.fstype === 'virtiofs') {
-      const devs = this.virtioShares().filter((s) => s.tag === m.source);
+      const driver = m.fstype === '9p' ? '9pnet_virtio' : 'virtiofs';
+      const shares = this.virtioShares().filter((s) => s.driver === driver);
+      let devs = shares.filter((s) => s.tag === m.source);
+      // Before 6.9 virtiofs shows its tag nowhere in sysfs: any untagged share may be this one.
+      if (devs.length === 0) devs = shares.filter((s) => s.tag === '?');
       if (devs.length === 0) t.problems.push(`no virtio device carries the share "${m.source}"`);
       for (const s of devs) {
         t.via.push(`share "${s.tag}"`);
@@ -339,7 +359,7 @@ class HostUseTracer {
     if (backingFile !== null) {
       below++;
       const file = backingFile.replace(/ \(deleted\)$/, '');
-      const holder = mountHolding(this.mounts, file);
+      const holder = this.index.holding(file);
       t.via.push(file);
       if (holder === null)
         t.problems.push(`${diskName}: backing file ${file} is on no visible mount`);
@@ -552,7 +572,7 @@ class HostUseTracer {
         for (const a of t.devices)
           this.uses.push({
             address: a,
-            use: `${kind} share "${s.tag}" (may back a mounted filesystem)`,
+            use: `${kind} share ${s.tag === '?' ? '(tag not in sysfs)' : `"${s.tag}"`} (may back a mounted filesystem)`,
           });
       }
     } catch (e) {
@@ -580,7 +600,7 @@ class HostUseTracer {
       const t = this.safely(() => {
         if (s.type === 'file') {
           const file = s.file.replace(/ \(deleted\)$/, '');
-          const holder = mountHolding(this.mounts, file);
+          const holder = this.index.holding(file);
           if (holder !== null) return this.traceMount(holder, new Set());
           const none = emptyTrace();
           none.problems.push(`swap file ${file} is on no visible mount`);

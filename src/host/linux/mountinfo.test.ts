@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
   escapeOctal,
+  MountIndex,
   mountHolding,
   mountOptions,
   parseMountinfo,
@@ -111,5 +112,22 @@ test('mountHolding: the answer is the mount with the longest mount point that ho
       const longest = Math.max(...candidates.map((m) => m.mountPoint.length));
       assert.equal(got.mountPoint.length, longest);
     }),
+  );
+});
+
+test('MountIndex.holding answers exactly as mountHolding, with and without excluded mounts', () => {
+  fc.assert(
+    fc.property(
+      fc.array(mountArb, { minLength: 1, maxLength: 10 }),
+      pathArb,
+      fc.array(fc.nat(9), { maxLength: 3 }),
+      (mounts, file, skip) => {
+        const except = new Set(skip.map((i) => mounts[i % mounts.length]?.id ?? -1));
+        assert.equal(
+          new MountIndex(mounts).holding(file, except),
+          mountHolding(mounts, file, except),
+        );
+      },
+    ),
   );
 });

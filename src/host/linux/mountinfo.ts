@@ -119,3 +119,35 @@ export function mountHolding(
   }
   return best;
 }
+
+/**
+ * mountHolding in O(path depth) for hosts with thousands of mounts (container nodes): the
+ * mounts by mount point, later ones last.
+ */
+export class MountIndex {
+  private readonly byPoint = new Map<string, MountInfo[]>();
+
+  constructor(mounts: readonly MountInfo[]) {
+    for (const m of mounts) {
+      const at = this.byPoint.get(m.mountPoint);
+      if (at) at.push(m);
+      else this.byPoint.set(m.mountPoint, [m]);
+    }
+  }
+
+  holding(file: string, except: ReadonlySet<number> = new Set()): MountInfo | null {
+    let dir = file === '' ? '/' : file;
+    for (;;) {
+      const at = this.byPoint.get(dir);
+      if (at) {
+        for (let i = at.length - 1; i >= 0; i--) {
+          const m = at[i];
+          if (m !== undefined && !except.has(m.id)) return m;
+        }
+      }
+      if (dir === '/' || dir === '') return null;
+      const cut = dir.lastIndexOf('/');
+      dir = cut <= 0 ? '/' : dir.slice(0, cut);
+    }
+  }
+}

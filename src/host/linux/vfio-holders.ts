@@ -32,7 +32,10 @@ export async function findVfioHolders(
     if (/^vfio\d+$/.test(n)) wanted.add(`/dev/vfio/devices/${n}`);
   if (wanted.size === 0) return [];
   const out: DeviceHolder[] = [];
-  const pids = rfs.readdir(rfs.p('proc')).filter((p) => /^\d+$/.test(p));
+  const pids = rfs
+    .readdir(rfs.p('proc'))
+    .filter((p) => /^\d+$/.test(p))
+    .sort((a, b) => Number(a) - Number(b));
   for (let i = 0; i < pids.length; i++) {
     const pid = pids[i];
     if (pid === undefined) continue;

@@ -1,0 +1,95 @@
+import type { Clock } from '../host/clock.js';
+import type { HostPort } from '../host/port.js';
+import type { PciAddress } from '../pci/address.js';
+import { discover, readFunction } from '../pci/discovery.js';
+import { makeInventory } from '../pci/model.js';
+import type { PciIdNames } from '../pci/pciids.js';
+import type { InFlight } from './inflight.js';
+import type { Observed } from './plan.js';
+
+/** What the host looked like: everything of Observed but what the engine itself knows. */
+export type HostView = Omit<Observed, 'modules' | 'busy'>;
+
+/**
+ * The engine's view of the host, read incrementally: a full discovery on start, on resync and
+ * when the bus changed (a device appeared or vanished, a PCI add/remove uevent); otherwise only
+ * the devices a piece of work touches are read again. Devices with a kernel operation pending
+ * are read without their lock-taking attributes.
+ */
+export class HostObserver {
+  private view: HostView | null = null;
+  private stale = true;
+
+  constructor(
+    private readonly host: HostPort,
+    private readonly inflight: InFlight,
+    private readonly clock: Clock,
+    private readonly names?: PciIdNames,
+  ) {}
+
+  /** The next look reads everything. */
+  markStale(): void {
+    this.stale = true;
+  }
+
+  last(): HostView | null {
+    return this.view;
+  }
+
+  private async full(): Promise<HostView> {
+    const skipLockedAttrs = new Set(this.inflight.busy().keys());
+    const [inv, uses] = await Promise.all([
+      discover(this.host, this.names, { skipLockedAttrs }),
+      this.host.hostUses(),
+    ]);
+    const vfioNodes = new Set<number>();
+    await Promise.all(
+      [...inv.groups.keys()].map(async (g) => {
+        if (await this.host.vfioGroupNodeExists(g)) vfioNodes.add(g);
+      }),
+    );
+    this.stale = false;
+    return { inv, uses, vfioNodes };
+  }
+
+  /** Re-reads `addrs` into the last view (or everything, when stale or the bus changed). */
+  async look(addrs: ReadonlySet<PciAddress>): Promise<HostView> {
+    const prev = this.view;
+    if (!prev || this.stale) {
+      this.view = await this.full();
+      return this.view;
+    }
+    const fresh = await Promise.all(
+      [...addrs].map(
+        async (a) =>
+          [
+            a,
+            await readFunction(this.host, a, this.names, this.inflight.get(a) !== undefined),
+          ] as const,
+      ),
+    );
+    if (fresh.some(([a, f]) => (f === null) !== !prev.inv.byAddress.has(a))) {
+      this.view = await this.full();
+      return this.view;
+    }
+    const byAddr = new Map(prev.inv.byAddress);
+    for (const [a, f] of fresh) if (f) byAddr.set(a, f);
+    const inv = makeInventory(prev.inv.devices.map((dv) => byAddr.get(dv.address) ?? dv));
+    const vfioNodes = new Set(prev.vfioNodes);
+    const groups = new Set<number>();
+    for (const [, f] of fresh) if (f?.iommuGroup != null) groups.add(f.iommuGroup);
+    await Promise.all(
+      [...groups].map(async (g) => {
+        if (await this.host.vfioGroupNodeExists(g)) vfioNodes.add(g);
+        else vfioNodes.delete(g);
+      }),
+    );
+    this.view = { inv, uses: prev.uses, vfioNodes };
+    return this.view;
+  }
+
+  /** For tests and status: when the view was last read. */
+  now(): number {
+    return this.clock.now();
+  }
+}
