@@ -38,4 +38,20 @@ export const SCENARIOS = [
     name: 'vm-holds-device',
     what: 'a process holds a vfio NIC: vfioHolders names it; other devices still answer',
   },
+  {
+    name: 'vm-holds-release',
+    what: 'a process holds a claimed NIC through vfio: release refused (exit 4, PT_ERR_DEVICE_IN_USE, pid and python3), NIC stays on vfio-pci; release --wait shows "held by pid N (python3)"; status answers < 1 s throughout; NIC on e1000e < 1 s after the close; agent exits < 2 s after SIGTERM',
+  },
+  {
+    name: 'release-probe-fails',
+    what: 'rmmod e1000e after the claim: release not ok, NIC driverless, state.json keeps e1000e; after modprobe e1000e (drivers_autoprobe on, then off) the NIC is on e1000e and the entry dropped',
+  },
+  {
+    name: 'kill-mid-release',
+    what: 'agent SIGKILLed between the release unbind and probe: NIC driverless, override cleared, ledger keeps e1000e; restarted agent gives it to e1000e and drops the entry',
+  },
+  {
+    name: 'hot-readd',
+    what: 'claimed NIC removed and rescanned 3 times: e1000e takes it at rescan, the agent puts it back on vfio-pci < 1 s after the rescan, ledger still says e1000e',
+  },
 ] as const;

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compareWithLspci, parseLspci, type ListEntry } from '../lspci.js';
 import { hostContract, vfioHoldFacts, vmHoldsDevice } from './host-scenarios.js';
+import { engineScenarios } from './engine-scenarios.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const MAIN = path.join(repo, 'dist/src/main.js');
@@ -422,6 +423,7 @@ const scenarios: Record<string, () => Promise<void> | void> = {
   'host-contract': () => hostContract({ note, measured: report.measured }),
   'vfio-hold-facts': () => vfioHoldFacts({ note, measured: report.measured }),
   'vm-holds-device': () => vmHoldsDevice({ note, measured: report.measured }),
+  ...engineScenarios({ note, measured: report.measured, jobDir: process.argv[3] ?? '/job' }),
 };
 
 const name = process.argv[2] ?? '';
