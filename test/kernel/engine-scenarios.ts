@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AgentStatus } from '../../src/agent/agent.js';
-import { requestAgent } from '../../src/agent/socket-client.js';
+import { requestAgent } from '../../src/process/socket-client.js';
 import { holdDevice } from './host-scenarios.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');

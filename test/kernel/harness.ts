@@ -4,7 +4,7 @@
  * the host's node, shared into the guest over 9p (see ../shared/real-kernel-lab.md).
  *
  * Usage: node dist/test/kernel/harness.js [scenario...]   (all scenarios when none are named)
- * Env:   PASSTHRU_LAB_CACHE (default /var/cache/passthru-lab), PASSTHRU_LAB_TIMEOUT_S (default 240)
+ * Env:   PASSTHRU_LAB_CACHE (default /var/cache/passthru-lab), PASSTHRU_LAB_TIMEOUT_S (default 600)
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -17,7 +17,7 @@ import { SCENARIOS } from './scenario-list.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../../..');
 const cache = process.env.PASSTHRU_LAB_CACHE ?? '/var/cache/passthru-lab';
-const timeoutS = Number(process.env.PASSTHRU_LAB_TIMEOUT_S ?? 240);
+const timeoutS = Number(process.env.PASSTHRU_LAB_TIMEOUT_S ?? 600);
 
 function log(msg: string): void {
   process.stdout.write(`[kernel-suite] ${msg}\n`);
