@@ -36,7 +36,6 @@ import {
   simBaseDir,
 } from './process/file-private-dir.js';
 import { LOG_LEVELS, makeLogger } from './util/logger.js';
-import { kubernetesAdapter } from './k8s/run.js';
 
 /**
  * Where a simulated host keeps its state when no --state-dir is given: a per-user folder
@@ -206,11 +205,14 @@ function k8sLoop(
   rt: Runtime,
   k: { kubeconfig?: string },
 ): (agent: Agent, signal: AbortSignal) => Promise<void> {
-  return (agent, signal) =>
-    kubernetesAdapter(agent, rt.host, rt.names, systemClock, rt.logger, {
+  return async (agent, signal) => {
+    // Loaded only in Kubernetes mode: the client library is a large share of the agent's memory.
+    const { kubernetesAdapter } = await import('./k8s/run.js');
+    await kubernetesAdapter(agent, rt.host, rt.names, systemClock, rt.logger, {
       node: process.env.NODE_NAME,
       kubeconfig: k.kubeconfig,
     }).run(signal);
+  };
 }
 
 const agentEnv: AgentEnv = {

@@ -10,7 +10,6 @@ import { FileHistory } from './file-history.js';
 import { acquireStateLock } from './file-lock.js';
 import { FileStore } from './file-store.js';
 import type { Logger } from '../util/logger.js';
-import { startAgentDevicePlugins } from '../deviceplugin/start-for-agent.js';
 import { Agent } from '../agent/agent.js';
 import { udevRulesSubscriber, type UdevRulesSync } from '../agent/udev-rules.js';
 import type { PciAddress } from '../pci/address.js';
@@ -123,16 +122,7 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
         { host: d.host.description, stateDir: d.stateDir, socket: d.socket },
         'agent running',
       );
-      const plugins = d.devicePlugins
-        ? await startAgentDevicePlugins({
-            agent,
-            host: d.host,
-            clock: d.clock,
-            logger: d.logger,
-            names: d.names,
-            dir: d.devicePlugins.dir,
-          })
-        : null;
+      const plugins = d.devicePlugins ? await startPlugins(d, d.devicePlugins.dir, agent) : null;
       try {
         await Promise.all([agent.run(ac.signal), d.alongside?.(agent, ac.signal)]);
       } finally {
@@ -170,4 +160,17 @@ async function keepUdevRules(d: AgentProcessDeps, agent: Agent): Promise<UdevRul
   agent.bus.subscribe(sync.listener);
   sync.sync();
   return sync;
+}
+
+/** Loaded only when asked for: gRPC and the protos cost memory an agent without them need not pay. */
+async function startPlugins(d: AgentProcessDeps, dir: string, agent: Agent) {
+  const { startAgentDevicePlugins } = await import('../deviceplugin/start-for-agent.js');
+  return startAgentDevicePlugins({
+    agent,
+    host: d.host,
+    clock: d.clock,
+    logger: d.logger,
+    names: d.names,
+    dir,
+  });
 }
