@@ -337,3 +337,45 @@ test('status shows history write failures (a symlink planted as history.jsonl) a
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
+
+test('status carries which pod holds which device when device plugins run, leaves it out when the lookup fails, and the status text lists it', async () => {
+  const r = await rig(labTopology());
+  const lifecycle = new AgentLifecycle();
+  lifecycle.running();
+  const pods: NonNullable<ApiContext['pods']> = {
+    lookup: () =>
+      Promise.resolve([
+        {
+          address: A,
+          resourceName: 'intel.com/82574L',
+          namespace: 'vms',
+          pod: 'virt-launcher-a',
+          container: 'compute',
+        },
+      ]),
+  };
+  const server = await buildApiServer({
+    agent: r.agent,
+    sim: null,
+    lifecycle,
+    logger: silentLogger(),
+    pods,
+  });
+  try {
+    const res = await server.app.inject({ method: 'GET', url: '/v1/status' });
+    const body = res.json<{ pods?: { pod: string }[] }>();
+    assert.equal(body.pods?.[0]?.pod, 'virt-launcher-a');
+    const { statusText } = await import('../src/cli/render.js');
+    assert.match(
+      statusText(res.json()),
+      /0000:01:00\.0\s+intel\.com\/82574L\s+vms\/virt-launcher-a\s+compute/,
+    );
+    pods.lookup = () => Promise.reject(new Error('kubelet restarting'));
+    const again = await server.app.inject({ method: 'GET', url: '/v1/status' });
+    assert.equal(again.statusCode, 200);
+    assert.equal(again.json<{ pods?: unknown }>().pods, undefined);
+  } finally {
+    await server.close();
+    await stop(r);
+  }
+});

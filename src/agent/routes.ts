@@ -66,8 +66,22 @@ export class AgentLifecycle {
   }
 }
 
+/** A pod holding a claimed device, as the kubelet's pod-resources API tells it. */
+export interface PodUse {
+  address: string;
+  resourceName: string;
+  namespace: string;
+  pod: string;
+  container: string;
+}
+
 export interface ApiContext {
   agent: Agent;
+  /**
+   * Which pod holds which device (device plugins running); set once they start. The lookup is
+   * bounded in time by whoever sets it; on failure status leaves `pods` out.
+   */
+  pods?: { lookup: (() => Promise<PodUse[]>) | null };
   /** The simulated kernel under an agent started with --sim: only then /v1/sim/* exist. */
   sim: SimKernel | null;
   lifecycle: AgentLifecycle;
@@ -77,7 +91,7 @@ export interface ApiContext {
 }
 
 /** `GET /v1/status`: the agent's status plus its phase and the failures it did not hide. */
-export type ApiStatus = { phase: AgentPhase; problems: ApiProblems } & Omit<
+export type ApiStatus = { phase: AgentPhase; problems: ApiProblems; pods?: PodUse[] } & Omit<
   Partial<AgentStatus>,
   'phase'
 >;
@@ -155,7 +169,13 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
         return { phase: 'starting', problems };
       }
     }
-    return { ...(await agent.status()), phase: lifecycle.phase, problems };
+    const pods = await lookupPods(ctx);
+    return {
+      ...(await agent.status()),
+      phase: lifecycle.phase,
+      problems,
+      ...(pods ? { pods } : {}),
+    };
   });
 
   app.post('/v1/claims', { schema: { body: ClaimBodySchema } }, async (req) => {
@@ -260,5 +280,15 @@ function registerSimRoutes(app: FastifyInstance, sim: SimKernel): void {
       poke(parsePciAddress((req.body as SimDeviceBody).address));
       return {};
     });
+  }
+}
+
+async function lookupPods(ctx: ApiContext): Promise<PodUse[] | null> {
+  const lookup = ctx.pods?.lookup;
+  if (!lookup) return null;
+  try {
+    return await lookup();
+  } catch {
+    return null; // the kubelet may be restarting, or slow: status answers without it
   }
 }

@@ -1,5 +1,5 @@
 import type { AgentStatus, ReleaseOutcome } from '../agent/agent.js';
-import type { ApiProblems, AgentPhase } from '../agent/routes.js';
+import type { ApiProblems, AgentPhase, PodUse } from '../agent/routes.js';
 import type { ClaimStatus } from '../engine/engine.js';
 import { errorCodes } from '../errors.js';
 import { printable, table } from './table.js';
@@ -64,6 +64,8 @@ function ms(t: number | null): string {
 export type StatusView = Omit<Partial<AgentStatus>, 'phase'> & {
   phase?: AgentPhase;
   problems?: ApiProblems;
+  /** With device plugins: which pod holds which device (the kubelet's pod-resources API). */
+  pods?: PodUse[];
 };
 
 export function statusText(s: StatusView): string {
@@ -74,6 +76,20 @@ export function statusText(s: StatusView): string {
   lines.push('');
   if (s.claims !== undefined)
     lines.push(s.claims.length === 0 ? 'claims: none' : claimsText(s.claims).trimEnd());
+  if (s.pods !== undefined && s.pods.length > 0) {
+    lines.push('');
+    lines.push(
+      table(
+        ['IN USE BY POD', 'RESOURCE', 'POD', 'CONTAINER'],
+        s.pods.map((p) => [
+          printable(p.address),
+          printable(p.resourceName),
+          printable(`${p.namespace}/${p.pod}`),
+          printable(p.container),
+        ]),
+      ).trimEnd(),
+    );
+  }
   // What passthru still owes the host: releases pending, devices gone or swapped.
   const owed = (s.ledger ?? []).filter((l) => l.state !== 'held');
   if (owed.length > 0) {

@@ -14,7 +14,8 @@ import { Agent } from '../agent/agent.js';
 import { udevRulesSubscriber, type UdevRulesSync } from '../agent/udev-rules.js';
 import type { PciAddress } from '../pci/address.js';
 import { writeFileAtomic } from './file-atomic.js';
-import { AgentLifecycle } from '../agent/routes.js';
+import { AgentLifecycle, type PodUse } from '../agent/routes.js';
+import { withTimeout } from '../engine/timeout.js';
 import { requestAgent } from './socket-client.js';
 import { buildApiServer } from './socket-server.js';
 
@@ -99,7 +100,9 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
   process.once('SIGINT', stop);
   try {
     const history = histories.get(agent);
+    const pods: { lookup: (() => Promise<PodUse[]>) | null } = { lookup: null };
     const api = await buildApiServer({
+      pods,
       agent,
       sim: d.sim,
       lifecycle,
@@ -123,6 +126,9 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
         'agent running',
       );
       const plugins = d.devicePlugins ? await startPlugins(d, d.devicePlugins.dir, agent) : null;
+      // Status shows which pod holds which device; the kubelet gets 300 ms to say.
+      if (plugins)
+        pods.lookup = () => withTimeout(d.clock, 300, 'pod-resources List', plugins.podDevices());
       try {
         await Promise.all([agent.run(ac.signal), d.alongside?.(agent, ac.signal)]);
       } finally {
