@@ -101,7 +101,7 @@ export class Engine {
       this.waker.wake();
     });
     this.state = new DesiredState(deps.claims, deps.ledger);
-    this.observer = new HostObserver(deps.host, this.inflight, deps.clock, deps.names);
+    this.observer = new HostObserver(deps.host, this.inflight, deps.names);
   }
 
   /** Loads both stores; a corrupt store throws PT_ERR_STORE_CORRUPT and nothing else happens. */
@@ -156,10 +156,6 @@ export class Engine {
         message: next.message ?? '',
       });
     }
-  }
-
-  moduleHealth(): ModuleHealth {
-    return { ...this.modules };
   }
 
   // ---- triggers: they only say "look again" ----
@@ -740,10 +736,5 @@ export class Engine {
       op: b.op,
       forMs: now - b.since,
     }));
-  }
-
-  /** What the planner would do now (for dry runs and tests). */
-  async planNow(): Promise<Plan> {
-    return this.planFor([]);
   }
 }

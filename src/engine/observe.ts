@@ -1,4 +1,3 @@
-import type { Clock } from '../host/clock.js';
 import type { HostPort } from '../host/port.js';
 import type { PciAddress } from '../pci/address.js';
 import { discover, readFunction } from '../pci/discovery.js';
@@ -23,7 +22,6 @@ export class HostObserver {
   constructor(
     private readonly host: HostPort,
     private readonly inflight: InFlight,
-    private readonly clock: Clock,
     private readonly names?: PciIdNames,
   ) {}
 
@@ -86,10 +84,5 @@ export class HostObserver {
     );
     this.view = { inv, uses: prev.uses, vfioNodes };
     return this.view;
-  }
-
-  /** For tests and status: when the view was last read. */
-  now(): number {
-    return this.clock.now();
   }
 }

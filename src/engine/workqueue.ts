@@ -55,10 +55,6 @@ export class WorkQueue<K> {
     this.failures.delete(key);
   }
 
-  failureCount(key: K): number {
-    return this.failures.get(key) ?? 0;
-  }
-
   /** Drops a key entirely (its object is gone). */
   remove(key: K): void {
     this.dueAt.delete(key);
@@ -94,10 +90,6 @@ export class WorkQueue<K> {
     let min: number | null = null;
     for (const at of this.dueAt.values()) if (min === null || at < min) min = at;
     return min === null ? null : Math.max(0, min - this.clock.now());
-  }
-
-  queued(): K[] {
-    return [...this.dueAt.keys()];
   }
 
   /** Called whenever a key is added, so a sleeping loop can wake. */
