@@ -19,6 +19,8 @@ import { withTimeout } from '../engine/timeout.js';
 import { requestAgent } from './socket-client.js';
 import { buildApiServer, type TcpListener } from './socket-server.js';
 import { HttpAuth } from '../http/auth.js';
+import { AgentMetrics } from '../http/metrics.js';
+import type { DevicePluginCounters } from '../deviceplugin/counters.js';
 import { urlOf, type ListenAddress } from '../http/listen-address.js';
 import { loadOrCreateToken } from './file-token.js';
 
@@ -110,6 +112,10 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
     const pods: { lookup: (() => Promise<PodUse[]>) | null } = { lookup: null };
     // Made at the first start and kept: the operator's scripts and page sessions stay valid.
     const token = await loadOrCreateToken(d.stateDir);
+    const pluginCounters: { current: DevicePluginCounters | null } = { current: null };
+    const metrics = new AgentMetrics(agent, {
+      ...(d.devicePlugins ? { devicePlugins: () => pluginCounters.current } : {}),
+    });
     const api = await buildApiServer(
       {
         pods,
@@ -120,7 +126,14 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
         ...(history ? { history } : {}),
       },
       {},
-      { auth: new HttpAuth({ token, now: () => d.clock.now() }) },
+      {
+        auth: new HttpAuth({ token, now: () => d.clock.now() }),
+        plugins: [
+          (app) => {
+            metrics.register(app);
+          },
+        ],
+      },
     );
     // The socket opens before the first reconcile: status answers `starting` meanwhile, and
     // CLI calls reach the agent instead of falling back to direct mode and its lock.
@@ -140,6 +153,7 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
         'agent running',
       );
       const plugins = d.devicePlugins ? await startPlugins(d, d.devicePlugins.dir, agent) : null;
+      if (plugins) pluginCounters.current = plugins.counters;
       // Status shows which pod holds which device; the kubelet gets 300 ms to say.
       if (plugins)
         pods.lookup = () => withTimeout(d.clock, 300, 'pod-resources List', plugins.podDevices());
@@ -152,6 +166,7 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
       }
     } finally {
       await api.close();
+      metrics.close();
     }
   } finally {
     process.off('SIGTERM', stop);
