@@ -5,7 +5,10 @@ import { SimKernel, type SimCall } from '../src/host/sim/kernel.js';
 import type { PciAddress } from '../src/pci/address.js';
 import { dryRunClaim, dryRunRelease, type DryRunPlan } from '../src/preview/dry-run.js';
 import { MemoryStore } from '../src/state/model.js';
-import { EDU, MF0, MF1, NIC, ROOTFS, labTopology, makeAgent } from './helpers.js';
+import { AgentLifecycle } from '../src/agent/routes.js';
+import { buildApiServer } from '../src/process/socket-server.js';
+import { silentLogger } from '../src/util/logger.js';
+import { EDU, MF0, MF1, NIC, ROOTFS, labTopology, makeAgent, rig } from './helpers.js';
 
 async function setup(): Promise<{
   clock: ManualClock;
@@ -136,4 +139,37 @@ test('release --dry-run asks the real host for VM holders: a held device is refu
     ['PT_ERR_DEVICE_IN_USE'],
   );
   assert.deepEqual(s.kernel.calls, []);
+});
+
+test('POST /v1/claims/dry-run and /v1/release/dry-run answer the plan the real routes then carry out', async () => {
+  const r = await rig(labTopology(), { run: false });
+  const lifecycle = new AgentLifecycle();
+  lifecycle.running();
+  const server = await buildApiServer({
+    agent: r.agent,
+    sim: null,
+    lifecycle,
+    logger: silentLogger(),
+  });
+  try {
+    const a = NIC[2] as PciAddress;
+    taken(r.kernel);
+    const post = async (url: string, payload: unknown): Promise<unknown> => {
+      const res = await server.app.inject({ method: 'POST', url, payload: payload as object });
+      assert.equal(res.statusCode, 200, res.body);
+      return res.json();
+    };
+    const plan = (await post('/v1/claims/dry-run', { addresses: [a] })) as DryRunPlan;
+    assert.deepEqual(r.kernel.calls, []);
+    assert.equal(plan.kind, 'claim');
+    await post('/v1/claims', { addresses: [a] });
+    assert.deepEqual(taken(r.kernel), asCalls(plan));
+    const rel = (await post('/v1/release/dry-run', { addresses: [a] })) as DryRunPlan;
+    assert.deepEqual(r.kernel.calls, []);
+    await post('/v1/release', { addresses: [a] });
+    assert.deepEqual(taken(r.kernel), asCalls(rel));
+    assert.equal(r.kernel.driverOf(a), 'e1000e');
+  } finally {
+    await server.close();
+  }
 });

@@ -194,6 +194,15 @@ export class Agent {
     this.phase = 'running';
   }
 
+  /** The host this agent acts on and its clock: a dry run takes its copy from them. */
+  get host(): HostPort {
+    return this.d.host;
+  }
+
+  get clock(): Clock {
+    return this.d.clock;
+  }
+
   private allKeys(): PciAddress[] {
     return [
       ...new Set([...Object.keys(this.engine.claims), ...Object.keys(this.engine.ledger)]),

@@ -6,6 +6,7 @@ import { parsePciAddress, type PciAddress } from '../pci/address.js';
 import type { HistoryHealth } from '../state/history.js';
 import type { Logger } from '../util/logger.js';
 import { parseAddresses, type Agent, type AgentStatus } from './agent.js';
+import { dryRunClaim, dryRunDeps, dryRunRelease } from '../preview/dry-run.js';
 import {
   ClaimBodySchema,
   ReleaseBodySchema,
@@ -201,6 +202,25 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
         abandon: b.abandon === true,
       }),
     };
+  });
+
+  // Dry runs: the same bodies as the requests they preview; nothing is written, no lock taken.
+  app.post('/v1/claims/dry-run', { schema: { body: ClaimBodySchema } }, async (req) => {
+    const b = req.body as ClaimBody;
+    const addresses = parseAddresses(b.addresses);
+    await lifecycle.ready;
+    return dryRunClaim(dryRunDeps(agent), addresses, {
+      withGroup: b.withGroup === true,
+      force: b.force === true,
+      acceptChange: b.acceptChange === true,
+    });
+  });
+
+  app.post('/v1/release/dry-run', { schema: { body: ReleaseBodySchema } }, async (req) => {
+    const b = req.body as ReleaseBody;
+    const addresses = parseAddresses(b.addresses);
+    await lifecycle.ready;
+    return dryRunRelease(dryRunDeps(agent), addresses, { wait: b.wait === true });
   });
 
   if (sim !== null) registerSimRoutes(app, sim);

@@ -202,6 +202,16 @@ function impacts(steps: PlanStep[], uses: HostUses, bootVga: Set<PciAddress>): U
   return out;
 }
 
+/** A dry run of what this agent would do: its host, its clock, its desired state as it stands. */
+export function dryRunDeps(agent: Agent): DryRunDeps {
+  return {
+    host: agent.host,
+    clock: agent.clock,
+    claims: agent.engine.claims,
+    ledger: agent.engine.ledger,
+  };
+}
+
 /** What `passthru claim ADDR...` would do now: nothing on the host is written. */
 export async function dryRunClaim(
   d: DryRunDeps,
