@@ -7,6 +7,7 @@ import type { HistoryHealth } from '../state/history.js';
 import type { Logger } from '../util/logger.js';
 import { parseAddresses, type Agent, type AgentStatus } from './agent.js';
 import { dryRunClaim, dryRunDeps, dryRunRelease } from '../preview/dry-run.js';
+import { deviceStory } from './story-source.js';
 import {
   ClaimBodySchema,
   ReleaseBodySchema,
@@ -221,6 +222,15 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const addresses = parseAddresses(b.addresses);
     await lifecycle.ready;
     return dryRunRelease(dryRunDeps(agent), addresses, { wait: b.wait === true });
+  });
+
+  app.get('/v1/devices/:address/story', async (req) => {
+    const address = parsePciAddress((req.params as { address: string }).address);
+    const raw = (req.query as { since?: unknown }).since;
+    if (raw !== undefined && (typeof raw !== 'string' || !/^\d{1,15}$/.test(raw)))
+      throw new PtError('PT_ERR_INVALID_ARGUMENT', 'since must be ms since the epoch');
+    await lifecycle.ready;
+    return deviceStory(agent, address, raw === undefined ? null : Number(raw), true);
   });
 
   if (sim !== null) registerSimRoutes(app, sim);

@@ -9,6 +9,7 @@ import { addClaimCommand } from './commands/claim.js';
 import { addDemoCommand } from './commands/demo.js';
 import { addReleaseCommand } from './commands/release.js';
 import { addStatusCommand } from './commands/status.js';
+import { addWhyCommand } from './commands/why.js';
 import type { CliEnv, CommandContext, Runtime } from './program.js';
 import { addSimCommands } from './sim-commands.js';
 
@@ -52,6 +53,7 @@ export function addAgentCommands(program: Command, ctx: CommandContext, aenv: Ag
   addClaimCommand(program, ctx, aenv);
   addReleaseCommand(program, ctx, aenv);
   addStatusCommand(program, ctx, aenv);
+  addWhyCommand(program, ctx, aenv);
   addBootConfigCommand(program, ctx, aenv);
   addDemoCommand(program, ctx, aenv);
   addSimCommands(program, ctx, aenv);
