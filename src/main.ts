@@ -25,6 +25,7 @@ import { LinuxHost } from './host/linux/host.js';
 import type { HostPort } from './host/port.js';
 import { SimKernel } from './host/sim/kernel.js';
 import { writeFileAtomic } from './process/file-atomic.js';
+import { readLines } from './process/read-lines.js';
 import { LIVE_LOCK_DIR } from './process/file-lock.js';
 import { MemoryHistory } from './state/history.js';
 import { MemoryStore } from './state/model.js';
@@ -299,6 +300,7 @@ const env: CliEnv = {
   },
   makeRuntime,
   writeOutput: (file, text) => writeUserFile(file, text, 0o644),
+  readLines,
   setExitCode: (code) => {
     process.exitCode = code;
   },
