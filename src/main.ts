@@ -22,6 +22,7 @@ import { loadPciIds, loadTopology } from './host/files.js';
 import { LinuxHost } from './host/linux/host.js';
 import type { HostPort } from './host/port.js';
 import type { SimKernel } from './host/sim/kernel.js';
+import { readLines } from './process/read-lines.js';
 import {
   checkPrivateDir,
   currentUid,
@@ -371,6 +372,7 @@ const env: CliEnv = {
   },
   makeRuntime,
   writeOutput: (file, text) => writeUserFile(file, text, 0o644),
+  readLines,
   setExitCode: (code) => {
     process.exitCode = code;
   },
