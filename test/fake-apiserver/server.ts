@@ -55,11 +55,13 @@ export interface ClientStats {
 
 export interface Fault {
   /** Which requests it applies to; all when absent. */
-  match?: (r: { method: string; path: string; client: string }) => boolean;
+  match?: (r: { method: string; path: string; client: string; watch: boolean }) => boolean;
   status: number;
   /** How many requests it answers; Infinity for "until cleared". */
   times: number;
   retryAfterSeconds?: number;
+  /** Accept the request and never answer it (a stuck server or proxy); `status` is unused. */
+  hang?: boolean;
 }
 
 export interface FakeApiServerOptions {
@@ -280,10 +282,19 @@ export class FakeApiServer {
     const method = req.method ?? 'GET';
     if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
     const fault = this.faults.find(
-      (f) => f.times > 0 && (f.match?.({ method, path: url.pathname, client }) ?? true),
+      (f) =>
+        f.times > 0 &&
+        (f.match?.({
+          method,
+          path: url.pathname,
+          client,
+          watch: url.searchParams.get('watch') === 'true',
+        }) ??
+          true),
     );
     if (fault) {
       fault.times--;
+      if (fault.hang === true) return;
       const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/json' };
       if (fault.retryAfterSeconds !== undefined)
         headers['retry-after'] = String(fault.retryAfterSeconds);
