@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { writeKubeconfig } from './fake-apiserver/load.js';
 import type { FakeApiServer } from './fake-apiserver/server.js';
-import { NIC } from './helpers.js';
+import { NIC, ROOTFS } from './helpers.js';
 import { apiFor, drive, k8sRig, NODE, startAdapter, stopAdapter, stopAll } from './k8s-rig.js';
 import { startFake } from './fake-apiserver/load.js';
 import { CLAIMS, FINALIZER } from '../src/k8s/resources.js';
@@ -57,8 +57,53 @@ test('kubernetes: PCIDevices appear for every non-bridge function, named <node>-
       subsystemVendorId: dev.status.subsystemVendorId,
       subsystemDeviceId: dev.status.subsystemDeviceId,
       numaNode: 0,
+      conditions: dev.status.conditions,
     },
   );
+  await stopAll(r);
+});
+
+type DevObj = { status: { conditions?: Cond[]; kernelDriverInUse?: string } };
+const devCond = (r: { fake: FakeApiServer }, name: string, type: string): Cond | undefined =>
+  (r.fake.get('pcidevices', name) as DevObj | undefined)?.status.conditions?.find(
+    (c) => c.type === type,
+  );
+
+test('kubernetes: PCIDevice conditions: the root disk is HostCritical and not Claimable, a NIC is Claimable and becomes Bound with its claim; then several resyncs with nothing changing write nothing', async () => {
+  const r = await k8sRig();
+  await drive(r, () => r.fake.list('pcidevices').length === 9, 'the PCIDevices');
+  await drive(r, () => devCond(r, nicName(0), 'Bound') !== undefined, 'the conditions');
+  const root = `${NODE}-${ROOTFS.replace(/[:.]/g, '')}`;
+  assert.deepEqual(
+    ['HostCritical', 'Claimable', 'Bound'].map((t) => {
+      const c = devCond(r, root, t);
+      return `${t}=${c?.status}/${c?.reason}`;
+    }),
+    ['HostCritical=True/HostUse', 'Claimable=False/HostCritical', 'Bound=False/NotClaimed'],
+  );
+  assert.match(
+    (
+      r.fake.get('pcidevices', root) as { status: { conditions: { message: string }[] } }
+    ).status.conditions.find((c) => c.message.includes('9p'))?.message ?? '',
+    /9p filesystem at \//,
+  );
+  assert.equal(devCond(r, nicName(0), 'HostCritical')?.status, 'False');
+  assert.equal(devCond(r, nicName(0), 'Claimable')?.status, 'True');
+  assert.equal(devCond(r, nicName(0), 'Bound')?.reason, 'NotClaimed');
+  await claimNic(r, 0);
+  await drive(r, () => devCond(r, nicName(0), 'Bound')?.status === 'True', 'Bound=True');
+  await drive(r, () => cond(getClaim(r, 0), 'Ready')?.status === 'True', 'Ready=True');
+  const since = devCond(r, nicName(0), 'Claimable') as Cond & { lastTransitionTime: string };
+  r.fake.resetStats();
+  const before = r.adapter.counts.passes;
+  for (let t = 0; t < 5 * 30_000; t += 5_000) {
+    await r.node.clock.advance(5_000);
+    await new Promise((res) => setTimeout(res, 1));
+  }
+  assert.ok(r.adapter.counts.passes - before >= 5, 'five resyncs ran');
+  const st = r.fake.clientStats().get(`token:agent-${NODE}`);
+  assert.equal(st?.writes ?? 0, 0, JSON.stringify(st?.calls));
+  assert.deepEqual(devCond(r, nicName(0), 'Claimable'), since, 'lastTransitionTime kept');
   await stopAll(r);
 });
 

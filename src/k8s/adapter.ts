@@ -20,7 +20,7 @@ import {
   WRANGLER_PREFIX,
 } from './resources.js';
 import { API_VERSION, type PciDeviceClaimStatus, type PciDeviceStatus } from './schemas.js';
-import { claimStatus, deviceStatus, listedAsDevice } from './status-model.js';
+import { claimStatus, deviceConditions, deviceStatus, listedAsDevice } from './status-model.js';
 
 export interface AdapterOptions {
   /** Re-read the host (never the API) this often even without a trigger. */
@@ -70,6 +70,11 @@ function addressOf(c: KubeObject): PciAddress | null {
   } catch {
     return null;
   }
+}
+
+/** RFC 3339 to the second, as metav1.Time serialises. */
+function isoSeconds(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
 /** Transient: the API server is away or overloaded; the pass is retried with backoff. */
@@ -243,7 +248,7 @@ export class KubernetesAdapter {
         // The next pass writes the condition as it is now.
         if (keeper !== status.keeper) this.trigger();
       }
-      if (this.devices.synced) await guard('devices', () => this.syncDevices());
+      if (this.devices.synced) await guard('devices', () => this.syncDevices(status.claims));
       if (this.devices.synced) {
         await guard('kubevirt', () => this.syncKubeVirt(status.claims));
       }
@@ -352,15 +357,19 @@ export class KubernetesAdapter {
       engine,
       keeper,
       c.metadata.generation ?? 0,
-      new Date(this.d.clock.now()).toISOString().replace(/\.\d+Z$/, 'Z'),
+      isoSeconds(this.d.clock.now()),
     );
     if (canon(next) === canon(prev ?? {})) return;
     await this.patchClaim(c, { status: next }, 'status');
   }
 
-  private async syncDevices(): Promise<void> {
+  private async syncDevices(claims: ClaimStatus[]): Promise<void> {
     const inv = this.inventory;
     if (inv === null) return;
+    const uses = await this.d.agent.hostUses();
+    const claimOf = new Map<string, ClaimStatus>();
+    for (const c of claims) for (const m of c.members) claimOf.set(m, c);
+    const nowIso = isoSeconds(this.d.clock.now());
     const present = new Set<string>();
     for (const f of inv.devices) {
       if (!listedAsDevice(f)) continue;
@@ -390,7 +399,14 @@ export class KubernetesAdapter {
         this.devices.observe(obj);
       }
       const prev = (obj.status ?? {}) as Partial<PciDeviceStatus>;
-      const next = deviceStatus(f, this.d.node, this.d.agent.names, prev.resourceName);
+      const next: PciDeviceStatus = {
+        ...deviceStatus(f, this.d.node, this.d.agent.names, prev.resourceName),
+        conditions: deviceConditions(prev.conditions, f, {
+          uses,
+          claim: claimOf.get(f.address),
+          nowIso,
+        }),
+      };
       const merged = { ...prev, ...next };
       if (canon(merged) === canon(prev)) continue;
       this.counts.writes++;

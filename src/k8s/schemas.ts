@@ -49,7 +49,7 @@ export const conditionsSchema: JsonSchema = {
     properties: {
       type: {
         type: 'string',
-        description: 'Ready, ModulesLoaded, Refused (claims); Present (devices).',
+        description: 'Ready, ModulesLoaded, Refused (claims); HostCritical, Claimable, Bound (devices).',
       },
       status: { type: 'string', enum: ['True', 'False', 'Unknown'] },
       reason: { type: 'string', description: 'CamelCase reason or a passthru error code.' },

@@ -1,6 +1,8 @@
 import type { ClaimStatus } from '../engine/engine.js';
+import type { HostUses } from '../host/port.js';
 import type { KeeperStatus } from '../keeper/keeper.js';
-import type { PciFunction } from '../pci/model.js';
+import { claimGuards } from '../pci/guards.js';
+import { VFIO_PCI, type PciFunction } from '../pci/model.js';
 import type { PciIdNames } from '../pci/pciids.js';
 import { description, resourceNameOf } from './names.js';
 import type { Condition, PciDeviceClaimStatus, PciDeviceStatus } from './schemas.js';
@@ -36,6 +38,92 @@ export function deviceStatus(
     // equal and every pass would write it again.
     ...(f.numaNode !== null ? { numaNode: f.numaNode } : {}),
   };
+}
+
+/** What the device conditions are computed from, beyond the function itself. */
+export interface DeviceContext {
+  uses: HostUses;
+  /** The passthru claim on this node whose members include the function, if any. */
+  claim: ClaimStatus | undefined;
+  nowIso: string;
+}
+
+const MESSAGE_MAX = 512;
+const clip = (s: string): string =>
+  s.length <= MESSAGE_MAX ? s : `${s.slice(0, MESSAGE_MAX - 1)}…`;
+
+/**
+ * PCIDevice conditions (passthru's, additive; Harvester writes none):
+ * - HostCritical: the host uses the function (a mount, a route, the console, the platform),
+ *   or cannot rule it out; the guard the engine applies to every claim.
+ * - Claimable: a PCIDeviceClaim for it would be accepted (Kubernetes claims never --force):
+ *   not host-critical, in an IOMMU group, no active SR-IOV virtual functions.
+ * - Bound: on vfio-pci for a ready passthru claim.
+ * Each depends only on the host and the claim, so an unchanged node computes equal conditions
+ * (lastTransitionTime kept) and writes nothing.
+ */
+export function deviceConditions(
+  prev: Condition[] | undefined,
+  f: PciFunction,
+  ctx: DeviceContext,
+): Condition[] {
+  const v = claimGuards(f, ctx.uses);
+  const why = [...v.hard, ...v.soft];
+  let conds = setCondition(
+    prev ?? [],
+    why.length > 0
+      ? { type: 'HostCritical', status: 'True', reason: 'HostUse', message: clip(why.join('; ')) }
+      : {
+          type: 'HostCritical',
+          status: 'False',
+          reason: 'NoHostUse',
+          message: 'no host use found',
+        },
+    ctx.nowIso,
+  );
+  const vfs = f.sriovNumVfs ?? 0;
+  const no: [string, string] | null =
+    why.length > 0
+      ? ['HostCritical', 'the host needs it (see HostCritical)']
+      : f.iommuGroup === null
+        ? ['NoIommuGroup', 'not in an IOMMU group (IOMMU off in firmware or kernel)']
+        : vfs > 0
+          ? ['HasVirtualFunctions', `${vfs} SR-IOV virtual functions are active`]
+          : null;
+  conds = setCondition(
+    conds,
+    no === null
+      ? {
+          type: 'Claimable',
+          status: 'True',
+          reason: 'Claimable',
+          message: 'a claim would be accepted',
+        }
+      : { type: 'Claimable', status: 'False', reason: no[0], message: no[1] },
+    ctx.nowIso,
+  );
+  const c = ctx.claim;
+  const bound = c?.state === 'ready' && f.driver === VFIO_PCI;
+  conds = setCondition(
+    conds,
+    bound
+      ? {
+          type: 'Bound',
+          status: 'True',
+          reason: 'Bound',
+          message: `on vfio-pci for the claim of ${c.address}`,
+        }
+      : c === undefined
+        ? { type: 'Bound', status: 'False', reason: 'NotClaimed', message: 'no passthru claim' }
+        : {
+            type: 'Bound',
+            status: 'False',
+            reason: c.code ?? REASON[c.state],
+            message: clip(c.message ?? `claim ${c.state}, on ${f.driver ?? 'no driver'}`),
+          },
+    ctx.nowIso,
+  );
+  return conds;
 }
 
 /** Harvester lists no bridges (class 0604) as PCIDevices. */
