@@ -5,10 +5,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { writeKubeconfig } from './fake-apiserver/load.js';
-import type { FakeApiServer } from './fake-apiserver/server.js';
+import { FakeApiServer } from './fake-apiserver/server.js';
+import { fromCrd } from './fake-apiserver/resources.js';
 import { NIC, ROOTFS } from './helpers.js';
 import { apiFor, drive, k8sRig, NODE, startAdapter, stopAdapter, stopAll } from './k8s-rig.js';
-import { startFake } from './fake-apiserver/load.js';
+import { shippedCrds, startFake } from './fake-apiserver/load.js';
 import { CLAIMS, FINALIZER } from '../src/k8s/resources.js';
 
 const exec = promisify(execFile);
@@ -414,5 +415,37 @@ test('kubernetes: KubeVirt permittedHostDevices gets an entry with the first rea
   await apiFor(r.fake, 'user').delete(CLAIMS, nicName(1));
   await drive(r, () => pci().length === 1, 'the entry removed');
   assert.deepEqual(pci(), [foreign]);
+  await stopAll(r);
+});
+
+test("kubernetes: objects are checked against the schema layer as they arrive: on a cluster still serving Harvester's schema-less CRD, a claim of the wrong shape is ignored (no finalizer, no status, noted once) while a good one binds", async () => {
+  // Harvester's CRDs carry no schema and its chart no policy: the API server stores whatever
+  // it is given.
+  const fake = new FakeApiServer({
+    policy: false,
+    resources: shippedCrds().map((c) => {
+      const r = fromCrd(c);
+      delete r.schema;
+      return r;
+    }),
+  });
+  await fake.start();
+  fake.seed('pcideviceclaims', {
+    metadata: { name: `${NODE}-bad` },
+    spec: { address: 12, nodeName: NODE, userName: ['admin'] },
+  });
+  const r = await k8sRig({ fake });
+  await claimNic(r, 0);
+  await drive(r, () => cond(getClaim(r, 0), 'Ready')?.status === 'True', 'the good claim Ready');
+  for (let i = 0; i < 5; i++) {
+    await r.node.clock.advance(30_000);
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  const bad = r.fake.get('pcideviceclaims', `${NODE}-bad`) as unknown as ClaimObj;
+  assert.equal(bad.metadata.finalizers, undefined);
+  assert.equal(bad.status, undefined);
+  assert.match(r.adapter.claims.refused.get(`${NODE}-bad`) ?? '', /\/spec\/address/);
+  assert.equal(r.adapter.claims.counts.invalid, 1, 'noted once, not on every pass');
+  assert.equal(r.adapter.claims.items.has(`${NODE}-bad`), false);
   await stopAll(r);
 });

@@ -27,6 +27,12 @@ export interface ReflectorOptions {
    * without selectableFields): the caller then filters the cache itself.
    */
   fallback?: { fieldSelector?: string; labelSelector?: string };
+  /**
+   * Checks each object as it arrives (list or watch): a string says why it is refused, and the
+   * object is kept out of the cache, as if absent. The CRD validates too, but a cluster may
+   * still run Harvester's schema-less CRDs, or an older version of ours.
+   */
+  validate?: (o: KubeObject) => string | null;
 }
 
 export const defaultReflectorOptions: Omit<ReflectorOptions, 'random'> = {
@@ -50,7 +56,16 @@ export class Reflector {
   private readonly opts: ReflectorOptions;
   private readonly log: Logger;
   /** Counters for tests and the benchmark. */
-  readonly counts = { lists: 0, watches: 0, relists410: 0, failures: 0, startTimeouts: 0 };
+  readonly counts = {
+    lists: 0,
+    watches: 0,
+    relists410: 0,
+    failures: 0,
+    startTimeouts: 0,
+    invalid: 0,
+  };
+  /** Objects refused by `validate`, by name: why (logged once per resourceVersion). */
+  readonly refused = new Map<string, string>();
   /** The last list/watch failure, cleared once a watch delivers again; for status and logs. */
   lastError: string | null = null;
   /** Consecutive failed attempts (the backoff exponent). */
@@ -80,6 +95,24 @@ export class Reflector {
 
   forget(name: string): void {
     this.items.delete(name);
+  }
+
+  /** Into the cache when valid; out of it (and noted) when not. */
+  private put(o: KubeObject): void {
+    const why = this.opts.validate?.(o) ?? null;
+    const name = o.metadata.name;
+    if (why === null) {
+      this.refused.delete(name);
+      this.items.set(name, o);
+      return;
+    }
+    this.items.delete(name);
+    const note = `${why} (resourceVersion ${o.metadata.resourceVersion ?? '?'})`;
+    if (this.refused.get(name) !== note) {
+      this.counts.invalid++;
+      this.log.warn({ name, err: why }, 'object ignored: it does not match the schema');
+    }
+    this.refused.set(name, note);
   }
 
   private useFallback = false;
@@ -139,7 +172,8 @@ export class Reflector {
     );
     const before = JSON.stringify([...this.items.values()]);
     this.items.clear();
-    for (const o of out.items) this.items.set(o.metadata.name, o);
+    this.refused.clear();
+    for (const o of out.items) this.put(o);
     this.rv = out.resourceVersion;
     this.everSynced = true;
     if (JSON.stringify([...this.items.values()]) !== before || this.counts.lists === 1) {
@@ -226,8 +260,10 @@ export class Reflector {
           const rv = obj.metadata.resourceVersion;
           if (rv !== undefined) this.rv = rv;
           if (type === 'BOOKMARK') return;
-          if (type === 'DELETED') this.items.delete(obj.metadata.name);
-          else this.items.set(obj.metadata.name, obj);
+          if (type === 'DELETED') {
+            this.items.delete(obj.metadata.name);
+            this.refused.delete(obj.metadata.name);
+          } else this.put(obj);
           this.onChange();
         },
       ),

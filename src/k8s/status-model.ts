@@ -4,7 +4,8 @@ import type { KeeperStatus } from '../keeper/keeper.js';
 import { claimGuards } from '../pci/guards.js';
 import { VFIO_PCI, type PciFunction } from '../pci/model.js';
 import type { PciIdNames } from '../pci/pciids.js';
-import { description, resourceNameOf } from './names.js';
+import { description, perDeviceResourceName, resourceNameOf } from './names.js';
+import { OVERRIDE_RESOURCE_ANNOTATION, POOLED_RESOURCE_ANNOTATION } from './resources.js';
 import type { Condition, PciDeviceClaimStatus, PciDeviceStatus } from './schemas.js';
 
 /**
@@ -12,23 +13,20 @@ import type { Condition, PciDeviceClaimStatus, PciDeviceStatus } from './schemas
  * these with what the API server holds decides every write: equal means no call at all.
  */
 
-/** PCIDevice status for a function; an existing resourceName is kept, never recomputed. */
-export function deviceStatus(
-  f: PciFunction,
-  node: string,
-  names: PciIdNames,
-  existingResourceName: string | undefined,
-): PciDeviceStatus {
+/** The pooled resource name of a function, from pci.ids (for resourceNamePlan). */
+export function pooledNameOf(f: PciFunction, names: PciIdNames): string {
+  return resourceNameOf(f, names);
+}
+
+/** PCIDevice status for a function, under the resource name resourceNamePlan decided. */
+export function deviceStatus(f: PciFunction, node: string, resourceName: string): PciDeviceStatus {
   return {
     address: f.address,
     vendorId: f.vendorId,
     deviceId: f.deviceId,
     classId: f.classId.slice(0, 4),
     nodeName: node,
-    resourceName:
-      existingResourceName !== undefined && existingResourceName !== ''
-        ? existingResourceName
-        : resourceNameOf(f, names),
+    resourceName,
     description: description(f),
     kernelDriverInUse: f.driver ?? '',
     iommuGroup: f.iommuGroup === null ? '' : String(f.iommuGroup),
@@ -124,6 +122,59 @@ export function deviceConditions(
     ctx.nowIso,
   );
   return conds;
+}
+
+export interface ResourceNamePlan {
+  /** The PCIDevice's status.resourceName. */
+  resourceName: string;
+  /** Annotations to merge-patch first (null deletes one); null when they are right. */
+  annotations: Record<string, string | null> | null;
+}
+
+/**
+ * A PCIDevice's resource name, as Harvester decides it: the override annotation wins; else the
+ * name already written (never recomputed); else the pooled rule from pci.ids. A claim with
+ * `disableResourcePooling` puts its per-device name `<vendor>/<PCIDevice name>` in the override
+ * annotation (Harvester's ensureIndividualDeviceResourceName) and passthru notes the pooled name
+ * beside it, so the device returns to exactly that name when the claim goes. An override
+ * passthru did not write (a vGPU type) is left alone.
+ */
+export function resourceNamePlan(
+  annotations: Readonly<Record<string, string>> | undefined,
+  written: unknown,
+  computed: () => string,
+  perDevice: boolean,
+  node: string,
+  address: string,
+): ResourceNamePlan {
+  const override = annotations?.[OVERRIDE_RESOURCE_ANNOTATION];
+  const note = annotations?.[POOLED_RESOURCE_ANNOTATION];
+  const ours = note !== undefined && note !== '';
+  const pooled = ours
+    ? note
+    : typeof written === 'string' && written !== '' && written !== override
+      ? written
+      : computed();
+  if (perDevice && (override === undefined || ours)) {
+    const want = perDeviceResourceName(pooled.split('/')[0] ?? '', node, address);
+    const right = override === want && note === pooled;
+    return {
+      resourceName: want,
+      annotations: right
+        ? null
+        : { [OVERRIDE_RESOURCE_ANNOTATION]: want, [POOLED_RESOURCE_ANNOTATION]: pooled },
+    };
+  }
+  if (!perDevice && ours) {
+    return {
+      resourceName: pooled,
+      annotations: { [OVERRIDE_RESOURCE_ANNOTATION]: null, [POOLED_RESOURCE_ANNOTATION]: null },
+    };
+  }
+  return {
+    resourceName: override !== undefined && override !== '' ? override : pooled,
+    annotations: null,
+  };
 }
 
 /** Harvester lists no bridges (class 0604) as PCIDevices. */
