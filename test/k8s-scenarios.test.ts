@@ -10,7 +10,7 @@ import { fromCrd } from './fake-apiserver/resources.js';
 import { NIC, ROOTFS } from './helpers.js';
 import { apiFor, drive, k8sRig, NODE, startAdapter, stopAdapter, stopAll } from './k8s-rig.js';
 import { shippedCrds, startFake } from './fake-apiserver/load.js';
-import { CLAIMS, FINALIZER } from '../src/k8s/resources.js';
+import { CLAIMS, DEVICES, FINALIZER } from '../src/k8s/resources.js';
 
 const exec = promisify(execFile);
 
@@ -166,12 +166,13 @@ async function claimNic(
   r: { fake: FakeApiServer },
   i: number,
   extra: Record<string, unknown> = {},
+  spec: Record<string, unknown> = {},
 ): Promise<void> {
   await apiFor(r.fake, 'user').create(CLAIMS, {
     apiVersion: 'devices.harvesterhci.io/v1beta1',
     kind: 'PCIDeviceClaim',
     metadata: { name: nicName(i), ...extra },
-    spec: { address: NIC[i], nodeName: NODE, userName: 'admin' },
+    spec: { address: NIC[i], nodeName: NODE, userName: 'admin', ...spec },
   });
 }
 
@@ -447,5 +448,71 @@ test("kubernetes: objects are checked against the schema layer as they arrive: o
   assert.match(r.adapter.claims.refused.get(`${NODE}-bad`) ?? '', /\/spec\/address/);
   assert.equal(r.adapter.claims.counts.invalid, 1, 'noted once, not on every pass');
   assert.equal(r.adapter.claims.items.has(`${NODE}-bad`), false);
+  await stopAll(r);
+});
+
+test("kubernetes: disableResourcePooling gives the claimed device Harvester's per-device name <vendor>/<PCIDevice name> through the override annotation, and the pooled name back (never recomputed) when the claim goes", async () => {
+  const r = await k8sRig();
+  await drive(r, () => r.fake.list('pcidevices').length === 9, 'the PCIDevices');
+  type Dev = {
+    metadata: { annotations?: Record<string, string> };
+    status: { resourceName: string };
+  };
+  const dev = (i: number): Dev => r.fake.get('pcidevices', nicName(i)) as unknown as Dev;
+  // An adopted device whose pooled name differs from today's rule: that one must come back.
+  await apiFor(r.fake, 'user').mergePatch(
+    DEVICES,
+    nicName(0),
+    { status: { resourceName: 'intel.com/82574L_GIGABIT_NETWORK_CONNECTION' } },
+    'status',
+  );
+  await claimNic(r, 0, {}, { disableResourcePooling: true });
+  await claimNic(r, 1);
+  await drive(r, () => cond(getClaim(r, 0), 'Ready')?.status === 'True', 'Ready=True');
+  await drive(
+    r,
+    () => dev(0).status.resourceName === `intel.com/${nicName(0)}`,
+    'the per-device name',
+  );
+  assert.deepEqual(dev(0).metadata.annotations, {
+    'harvesterhci.io/pcideviceDriver': 'e1000e',
+    'pcidevice.harvesterhci.io/override-resource-name': `intel.com/${nicName(0)}`,
+    'passthru.dev/pooled-resource-name': 'intel.com/82574L_GIGABIT_NETWORK_CONNECTION',
+  });
+  assert.equal(dev(1).status.resourceName, 'unknown.com/10d3', 'a pooled claim keeps the pool');
+  r.fake.resetStats();
+  for (let i = 0; i < 4; i++) {
+    await r.node.clock.advance(30_000);
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  assert.equal(r.fake.clientStats().get(`token:agent-${NODE}`)?.writes ?? 0, 0, 'at rest');
+  await apiFor(r.fake, 'user').delete(CLAIMS, nicName(0));
+  await drive(r, () => getClaim(r, 0) === undefined, 'the claim gone');
+  await drive(
+    r,
+    () => dev(0).status.resourceName === 'intel.com/82574L_GIGABIT_NETWORK_CONNECTION',
+    'the pooled name back',
+  );
+  assert.deepEqual(dev(0).metadata.annotations, { 'harvesterhci.io/pcideviceDriver': 'e1000e' });
+  await stopAll(r);
+});
+
+test('kubernetes: an override-resource-name annotation passthru did not write (a vGPU type) wins and is left alone, with or without disableResourcePooling', async () => {
+  const r = await k8sRig();
+  await drive(r, () => r.fake.list('pcidevices').length === 9, 'the PCIDevices');
+  await apiFor(r.fake, 'user').mergePatch(DEVICES, nicName(2), {
+    metadata: { annotations: { 'pcidevice.harvesterhci.io/override-resource-name': 'x.com/Y' } },
+  });
+  await claimNic(r, 2, {}, { disableResourcePooling: true });
+  const rn = (): string =>
+    (r.fake.get('pcidevices', nicName(2)) as { status: { resourceName: string } }).status
+      .resourceName;
+  await drive(r, () => rn() === 'x.com/Y', 'the foreign override');
+  await drive(r, () => cond(getClaim(r, 2), 'Ready')?.status === 'True', 'Ready=True');
+  await apiFor(r.fake, 'user').delete(CLAIMS, nicName(2));
+  await drive(r, () => getClaim(r, 2) === undefined, 'the claim gone');
+  await r.node.clock.advance(30_000);
+  await new Promise((res) => setTimeout(res, 20));
+  assert.equal(rn(), 'x.com/Y');
   await stopAll(r);
 });

@@ -40,6 +40,8 @@ import {
 export interface AdapterOptions {
   /** Re-read the host (never the API) this often even without a trigger. */
   resyncMs: number;
+  /** How often the kubelet is asked which pod holds which device (a local call, no API). */
+  podPollMs: number;
   retryBaseMs: number;
   retryCapMs: number;
   watchTimeoutSeconds: number;
@@ -47,6 +49,7 @@ export interface AdapterOptions {
 
 export const defaultAdapterOptions: AdapterOptions = {
   resyncMs: 30_000,
+  podPollMs: 5_000,
   retryBaseMs: 500,
   retryCapMs: 30_000,
   watchTimeoutSeconds: 300,
@@ -203,7 +206,7 @@ export class KubernetesAdapter {
     const unsubscribe = this.d.agent.subscribe((e) => {
       this.onDomainEvent(e);
     });
-    const loops = [this.claims.run(signal), this.devices.run(signal)];
+    const loops = [this.claims.run(signal), this.devices.run(signal), this.watchHolders(signal)];
     let failures = 0;
     // A function, not the property: the compiler would narrow `signal.aborted` to false.
     const aborted = (): boolean => signal.aborted;
@@ -348,6 +351,27 @@ export class KubernetesAdapter {
     ) {
       this.claims.forget(c.metadata.name);
     } else this.claims.observe(out);
+  }
+
+  private lastHolders = '';
+
+  /** A pod starting or ending with one of our devices triggers a pass; nothing else does. */
+  private async watchHolders(signal: AbortSignal): Promise<void> {
+    if (this.d.podDevices === undefined) return;
+    while (!signal.aborted) {
+      try {
+        await this.d.clock.sleep(this.opts.podPollMs, signal);
+      } catch {
+        return;
+      }
+      const h = await this.holders();
+      if (h === null) continue;
+      const key = canon([...h].sort(([a], [b]) => (a < b ? -1 : 1)));
+      if (key !== this.lastHolders) {
+        this.lastHolders = key;
+        this.trigger();
+      }
+    }
   }
 
   /** Holder by address; null when unknown (no plugins, or the kubelet did not answer). */
