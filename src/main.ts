@@ -208,18 +208,28 @@ async function processDeps(rt: Runtime, tuning: AgentTuning): Promise<AgentProce
   };
 }
 
+/** Kubernetes mode to the device plugins: the PCIDevice's resource name, once the adapter runs. */
+interface K8sNames {
+  of: ((address: string) => string | undefined) | null;
+}
+
 /** `agent --kubernetes`: the adapter runs beside the agent's loops. */
 function k8sLoop(
   rt: Runtime,
   k: { kubeconfig?: string },
-): (agent: Agent, signal: AbortSignal) => Promise<void> {
-  return async (agent, signal) => {
+  names: K8sNames,
+): NonNullable<AgentProcessDeps['alongside']> {
+  return async (agent, signal, pods) => {
     // Loaded only in Kubernetes mode: the client library is a large share of the agent's memory.
     const { kubernetesAdapter } = await import('./k8s/run.js');
-    await kubernetesAdapter(agent, rt.host, rt.names, systemClock, rt.logger, {
+    const adapter = kubernetesAdapter(agent, rt.host, rt.names, systemClock, rt.logger, {
       node: process.env.NODE_NAME,
       kubeconfig: k.kubeconfig,
-    }).run(signal);
+      // The pod holding each claimed device, when the device plugins run (null otherwise).
+      podDevices: async () => (await pods()) ?? [],
+    });
+    names.of = (a) => adapter.resourceNameOf(a);
+    await adapter.run(signal);
   };
 }
 
@@ -232,13 +242,21 @@ const agentEnv: AgentEnv = {
   serveAgent: async (rt, agent, serve = {}) => {
     await prepareStateDir(rt, true);
     const { serveAgent } = await import('./process/serve.js');
+    const k8sNames: K8sNames = { of: null };
     await serveAgent(
       {
         ...(await processDeps(rt, {})),
         ...(serve.devicePluginDir !== undefined
-          ? { devicePlugins: { dir: serve.devicePluginDir } }
+          ? {
+              devicePlugins: {
+                dir: serve.devicePluginDir,
+                resourceNameOf: (a: string) => k8sNames.of?.(a),
+              },
+            }
           : {}),
-        ...(serve.kubernetes !== undefined ? { alongside: k8sLoop(rt, serve.kubernetes) } : {}),
+        ...(serve.kubernetes !== undefined
+          ? { alongside: k8sLoop(rt, serve.kubernetes, k8sNames) }
+          : {}),
         listen: serve.listen,
         announce: env.out,
       },
