@@ -3,7 +3,6 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Agent } from './agent/agent.js';
 import type { AgentProcessDeps } from './process/serve.js';
 import type { requestAgent } from './process/socket-client.js';
 import type { AgentEnv, AgentTuning } from './cli/agent-commands.js';
