@@ -237,7 +237,7 @@ test('session: a form post carries csrf as a field, which is removed before the 
   }
 });
 
-test('sign-in: a wrong token is 401; the form answers 303 to a local next path only; a cross-site sign-in is refused; sessions end after 12 h', async () => {
+test('sign-in: a wrong token is 401; a bearer header needs no body; the form answers 303 to a local next path only; a cross-site sign-in is refused; sessions end after 12 h', async () => {
   const s = await serve();
   try {
     const port = s.tcp.port;
@@ -258,6 +258,11 @@ test('sign-in: a wrong token is 401; the form answers 303 to a local next path o
       assert.equal(res.status, 303, next);
       assert.equal(res.headers.location, to, next);
     }
+    const bearerOnly = await request(port, 'POST', '/v1/session', {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(bearerOnly.status, 200, bearerOnly.text);
+    assert.match(bearerOnly.headers['set-cookie']?.[0] ?? '', /^passthru_session=/);
     const cross = await request(port, 'POST', '/v1/session', {
       headers: { ...form, origin: 'http://evil.example' },
       body: `token=${TOKEN}`,
@@ -363,5 +368,38 @@ test('the control socket and in-process requests need no token (the socket is ro
   } finally {
     await withAuth.close();
     await without.close();
+  }
+});
+
+test('a route marked config.stream (server-sent events) holds no in-flight slot: with maxInFlight 1 and a stream open, status still answers 200', async () => {
+  const r = await rig(labTopology(), { run: false });
+  const lifecycle = new AgentLifecycle();
+  lifecycle.running();
+  let release = (): void => undefined;
+  const open = new Promise<void>((res) => {
+    release = res;
+  });
+  const server = await buildApiServer(
+    { agent: r.agent, sim: r.kernel, lifecycle, logger: silentLogger() },
+    { maxInFlight: 1 },
+    {
+      plugins: [
+        (app) => {
+          app.get('/test/stream', { config: { stream: true } }, async () => {
+            await open;
+            return { done: true };
+          });
+        },
+      ],
+    },
+  );
+  try {
+    const stream = server.app.inject({ url: '/test/stream' });
+    for (let i = 0; i < 20; i++) await new Promise((res) => setImmediate(res));
+    assert.equal((await server.app.inject({ url: '/v1/status' })).statusCode, 200);
+    release();
+    assert.equal((await stream).statusCode, 200);
+  } finally {
+    await server.close();
   }
 });

@@ -14,7 +14,7 @@ import { Agent } from '../agent/agent.js';
 import { udevRulesSubscriber, type UdevRulesSync } from '../agent/udev-rules.js';
 import type { PciAddress } from '../pci/address.js';
 import { writeFileAtomic } from './file-atomic.js';
-import { AgentLifecycle, type PodUse } from '../agent/routes.js';
+import { AgentLifecycle, type ApiContext, type PodUse } from '../agent/routes.js';
 import { withTimeout } from '../engine/timeout.js';
 import { requestAgent } from './socket-client.js';
 import { buildApiServer, type TcpListener } from './socket-server.js';
@@ -23,6 +23,7 @@ import { AgentMetrics } from '../http/metrics.js';
 import type { DevicePluginCounters } from '../deviceplugin/counters.js';
 import { urlOf, type ListenAddress } from '../http/listen-address.js';
 import { loadOrCreateToken } from './file-token.js';
+import type { FastifyInstance } from 'fastify';
 
 /**
  * How a passthru process builds and serves its agent on a state folder: the production
@@ -119,25 +120,19 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
     const metrics = new AgentMetrics(agent, {
       ...(d.devicePlugins ? { devicePlugins: () => pluginCounters.current } : {}),
     });
-    const api = await buildApiServer(
-      {
-        pods,
-        agent,
-        sim: d.sim,
-        lifecycle,
-        logger: d.logger,
-        ...(history ? { history } : {}),
-      },
-      {},
-      {
-        auth: new HttpAuth({ token, now: () => d.clock.now() }),
-        plugins: [
-          (app) => {
-            metrics.register(app);
-          },
-        ],
-      },
-    );
+    const ctx: ApiContext = {
+      pods,
+      agent,
+      sim: d.sim,
+      lifecycle,
+      logger: d.logger,
+      ...(history ? { history } : {}),
+    };
+    const auth = new HttpAuth({ token, now: () => d.clock.now() });
+    const metricsRoute = (app: FastifyInstance): void => {
+      metrics.register(app);
+    };
+    const api = await buildApiServer(ctx, {}, { auth, plugins: [metricsRoute] });
     // The socket opens before the first reconcile: status answers `starting` meanwhile, and
     // CLI calls reach the agent instead of falling back to direct mode and its lock.
     await api.listenUnix(d.socket);
