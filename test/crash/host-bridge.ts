@@ -10,6 +10,7 @@ import type {
   DeviceHolder,
   DeviceLinks,
   HostPort,
+  ClassDevices,
   HostUses,
   KernelInfo,
   ModuleAvailability,
@@ -294,6 +295,9 @@ export class RemoteHost implements HostPort {
   }
   hostUses(): Promise<HostUses> {
     return this.call('hostUses');
+  }
+  classDevices(addr: PciAddress): Promise<ClassDevices> {
+    return this.call('classDevices', addr);
   }
   watchUevents(onEvent: (e: Uevent) => void): (() => void) | null {
     if (this.listeners.size === 0) void this.call('watchUevents');

@@ -11,6 +11,7 @@ import {
   type DeviceHolder,
   type DeviceLinks,
   type HostPort,
+  type ClassDevices,
   type HostUses,
   type KernelInfo,
   type ModuleAvailability,
@@ -218,6 +219,24 @@ export class LinuxHost implements HostPort {
       interruptRemapping: remap,
       modprobe: this.live ? await findExecutable(this.modprobePath) : null,
     };
+  }
+
+  classDevices(addr: PciAddress): Promise<ClassDevices> {
+    // A class device lives below the function that provides it: /sys/class/net/eth0 resolves
+    // to .../0000:01:00.0/net/eth0 (nvme0n1 to .../0000:04:00.0/nvme/nvme0/nvme0n1).
+    const below = (cls: string, keep: (n: string) => boolean): string[] =>
+      this.rfs
+        .readdir(this.p('sys/class', cls))
+        .filter(
+          (n) =>
+            keep(n) && (this.rfs.realpath(this.p('sys/class', cls, n)) ?? '').includes(`/${addr}/`),
+        )
+        .sort();
+    return Promise.resolve({
+      net: below('net', () => true),
+      block: below('block', () => true),
+      drm: below('drm', (n) => /^card\d+$/.test(n)),
+    });
   }
 
   hostUses(): Promise<HostUses> {
