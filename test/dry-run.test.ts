@@ -194,7 +194,11 @@ test('LinuxHost.classDevices names the interfaces, block devices and DRM cards b
     for (const [link, target] of made) {
       await fs.mkdir(path.join(root, target), { recursive: true });
       await fs.mkdir(path.dirname(path.join(root, link)), { recursive: true });
-      await fs.symlink(path.join(root, target), path.join(root, link));
+      // Relative, as sysfs makes them: ../../devices/...
+      await fs.symlink(
+        path.relative(path.dirname(path.join(root, link)), path.join(root, target)),
+        path.join(root, link),
+      );
     }
     const h = new LinuxHost({ root, uevents: false });
     assert.deepEqual(await h.classDevices(parsePciAddress('0000:01:00.0')), {

@@ -222,14 +222,15 @@ export class LinuxHost implements HostPort {
   }
 
   classDevices(addr: PciAddress): Promise<ClassDevices> {
-    // A class device lives below the function that provides it: /sys/class/net/eth0 resolves
-    // to .../0000:01:00.0/net/eth0 (nvme0n1 to .../0000:04:00.0/nvme/nvme0/nvme0n1).
+    // A class device lives below the function that provides it: /sys/class/net/eth0 links to
+    // ../../devices/pci0000:00/0000:00:03.0/virtio2/net/eth0 (seen on this project's VM; nvme0n1
+    // to .../0000:04:00.0/nvme/nvme0/nvme0n1). The link text is enough: no resolving.
     const below = (cls: string, keep: (n: string) => boolean): string[] =>
       this.rfs
         .readdir(this.p('sys/class', cls))
         .filter(
           (n) =>
-            keep(n) && (this.rfs.realpath(this.p('sys/class', cls, n)) ?? '').includes(`/${addr}/`),
+            keep(n) && (this.rfs.readLink(this.p('sys/class', cls, n)) ?? '').includes(`/${addr}/`),
         )
         .sort();
     return Promise.resolve({
