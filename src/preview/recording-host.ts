@@ -4,6 +4,7 @@ import type {
   DeviceAttr,
   DeviceHolder,
   DeviceLinks,
+  DeviceReading,
   HostPort,
   HostUses,
   KernelInfo,
@@ -48,6 +49,13 @@ export class RecordingHost implements HostPort {
   }
   readDeviceAttr(addr: PciAddress, attr: DeviceAttr): Promise<string | null> {
     return this.copy.readDeviceAttr(addr, attr);
+  }
+  readDevice(addr: PciAddress, attrs: readonly DeviceAttr[]): Promise<DeviceReading | null> {
+    return this.copy.readDevice(addr, attrs);
+  }
+  /** The identity check must see the card that is really there: the copy has no serial. */
+  readDeviceSerial(addr: PciAddress): Promise<string | null> {
+    return this.real.readDeviceSerial(addr);
   }
   readConfigHeader(addr: PciAddress): Promise<Uint8Array | null> {
     return this.copy.readConfigHeader(addr);
