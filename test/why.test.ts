@@ -140,7 +140,7 @@ test('why: a claim waiting for vfio-pci ends with the reason in one sentence and
       message: 'waiting for vfio-pci: modprobe: FATAL: Module vfio_pci not found',
     },
   ];
-  const s = buildStory({ events, older: {} }, A, {
+  const s = buildStory({ events, digest: {}, older: {} }, A, {
     present: true,
     driver: null,
     claims: {
@@ -173,7 +173,7 @@ test('why: a claim waiting for vfio-pci ends with the reason in one sentence and
   assert.match(s.now.fix ?? '', /passthru doctor/);
   assert.equal(s.now.source, 'kubernetes');
   // B was hit by the same loss but is not claimed: its story is the loss and nothing owed.
-  const b = buildStory({ events, older: {} }, B, nothingClaimed);
+  const b = buildStory({ events, digest: {}, older: {} }, B, nothingClaimed);
   assert.deepEqual(
     b.entries.map((e) => e.kind),
     ['module-lost'],
@@ -217,7 +217,7 @@ test('history over simulated weeks stays bounded and keeps what why needs: the f
           modules: ['vfio_pci'],
           states: {},
           via: 'poll',
-          devices: [A],
+          devices: [A, B],
         });
         await h.append({
           type: 'claim.state',
@@ -240,6 +240,9 @@ test('history over simulated weeks stays bounded and keeps what why needs: the f
           state: 'ready',
           members: [A],
         });
+        // A drifts too: its share of the digest rolls faster than B's, which keeps the same
+        // losses in detail longer (a loss must still be counted once for A).
+        await h.append({ type: 'device.drift', at: at + 500, address: A, driver: 'e1000e' });
         const vf = `0000:81:${(churn++ % 64).toString(16).padStart(2, '0')}.1` as PciAddress;
         await h.append({ type: 'claim.removed', at, address: vf });
       }
@@ -273,9 +276,15 @@ test('history over simulated weeks stays bounded and keeps what why needs: the f
     assert.equal(claimed?.at, claimedAt, 'the claim made twelve weeks ago is still told');
     assert.equal(claimed.source, 'kubernetes');
     assert.equal(story.entries[0]?.kind, 'older');
-    assert.equal(story.counts.losses, losses, 'every loss is counted, detailed or not');
+    assert.equal(story.counts.losses, losses, 'every loss is counted once, detailed or not');
+    assert.equal(story.counts.drifts, losses);
+    assert.equal(buildStory(read, B, nothingClaimed).counts.losses, losses);
     assert.equal(story.counts.claims, 1);
-    assert.equal(story.entries.at(-1)?.kind, 'back', 'the newest events are there in detail');
+    assert.deepEqual(
+      story.entries.slice(-2).map((e) => e.kind),
+      ['back', 'drift'],
+      'the newest events are there in detail',
+    );
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
