@@ -25,6 +25,7 @@ import { LinuxHost } from './host/linux/host.js';
 import type { HostPort } from './host/port.js';
 import { SimKernel } from './host/sim/kernel.js';
 import { writeFileAtomic } from './process/file-atomic.js';
+import { loadOrCreateToken } from './process/file-token.js';
 import { LIVE_LOCK_DIR } from './process/file-lock.js';
 import { MemoryHistory } from './state/history.js';
 import { MemoryStore } from './state/model.js';
@@ -229,11 +230,17 @@ const agentEnv: AgentEnv = {
           ? { devicePlugins: { dir: serve.devicePluginDir } }
           : {}),
         ...(serve.kubernetes !== undefined ? { alongside: k8sLoop(rt, serve.kubernetes) } : {}),
+        listen: serve.listen,
+        announce: env.out,
       },
       agent,
     );
   },
   requestAgent,
+  apiToken: async (rt) => {
+    await prepareStateDir(rt, true);
+    return loadOrCreateToken(rt.stateDir);
+  },
   requireRoot: (rt, what) => {
     // Simulated hosts and trees under --root need no privilege; the live host does.
     if (rt.sim || path.resolve(rt.opts.root) !== '/' || process.getuid?.() === 0) return;

@@ -17,7 +17,10 @@ import { writeFileAtomic } from './file-atomic.js';
 import { AgentLifecycle, type PodUse } from '../agent/routes.js';
 import { withTimeout } from '../engine/timeout.js';
 import { requestAgent } from './socket-client.js';
-import { buildApiServer } from './socket-server.js';
+import { buildApiServer, type TcpListener } from './socket-server.js';
+import { HttpAuth } from '../http/auth.js';
+import { urlOf, type ListenAddress } from '../http/listen-address.js';
+import { loadOrCreateToken } from './file-token.js';
 
 /**
  * How a passthru process builds and serves its agent on a state folder: the production
@@ -45,6 +48,10 @@ export interface AgentProcessDeps {
    * host driver at the next boot or hot re-add.
    */
   udevRules?: string | undefined;
+  /** The HTTP API's TCP listener (`agent --listen`); none when absent. */
+  listen?: ListenAddress | undefined;
+  /** Where the listener's URL is announced for the operator (stdout); the log has it too. */
+  announce?: ((text: string) => void) | undefined;
   /** Runs beside the agent's loops once it has started (Kubernetes mode), until the signal. */
   alongside?: ((agent: Agent, signal: AbortSignal) => Promise<void>) | undefined;
 }
@@ -101,17 +108,24 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
   try {
     const history = histories.get(agent);
     const pods: { lookup: (() => Promise<PodUse[]>) | null } = { lookup: null };
-    const api = await buildApiServer({
-      pods,
-      agent,
-      sim: d.sim,
-      lifecycle,
-      logger: d.logger,
-      ...(history ? { history } : {}),
-    });
+    // Made at the first start and kept: the operator's scripts and page sessions stay valid.
+    const token = await loadOrCreateToken(d.stateDir);
+    const api = await buildApiServer(
+      {
+        pods,
+        agent,
+        sim: d.sim,
+        lifecycle,
+        logger: d.logger,
+        ...(history ? { history } : {}),
+      },
+      {},
+      { auth: new HttpAuth({ token, now: () => d.clock.now() }) },
+    );
     // The socket opens before the first reconcile: status answers `starting` meanwhile, and
     // CLI calls reach the agent instead of falling back to direct mode and its lock.
     await api.listenUnix(d.socket);
+    if (d.listen) announceListener(d, await api.listenTcp(d.listen));
     try {
       try {
         await agent.start({ loadModules: true });
@@ -144,6 +158,18 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
     process.off('SIGINT', stop);
     unlock();
   }
+}
+
+function announceListener(d: AgentProcessDeps, l: TcpListener): void {
+  const text = l.loopback
+    ? `HTTP API on ${l.url} (reads open on loopback; writes need the token: passthru token)`
+    : `HTTP API on ${l.url}: not a loopback address, so every request, reads included, needs the token (passthru token)`;
+  if (!l.loopback)
+    d.logger.warn(
+      { url: urlOf(l.host, l.port) },
+      'HTTP API on a non-loopback address: token required for everything',
+    );
+  d.announce?.(`${text}\n`);
 }
 
 /** Attaches the udev-rules keeper when boot-config was enabled (its rules file exists). */
