@@ -14,13 +14,15 @@ import { Agent } from '../agent/agent.js';
 import { udevRulesSubscriber, type UdevRulesSync } from '../agent/udev-rules.js';
 import type { PciAddress } from '../pci/address.js';
 import { writeFileAtomic } from './file-atomic.js';
-import { AgentLifecycle, type PodUse } from '../agent/routes.js';
+import { AgentLifecycle, type ApiContext, type PodUse } from '../agent/routes.js';
 import { withTimeout } from '../engine/timeout.js';
 import { requestAgent } from './socket-client.js';
 import { buildApiServer, type TcpListener } from './socket-server.js';
 import { HttpAuth } from '../http/auth.js';
 import { urlOf, type ListenAddress } from '../http/listen-address.js';
 import { loadOrCreateToken } from './file-token.js';
+import { registerWebPage } from '../web/page.js';
+import type { FastifyInstance } from 'fastify';
 
 /**
  * How a passthru process builds and serves its agent on a state folder: the production
@@ -110,18 +112,19 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
     const pods: { lookup: (() => Promise<PodUse[]>) | null } = { lookup: null };
     // Made at the first start and kept: the operator's scripts and page sessions stay valid.
     const token = await loadOrCreateToken(d.stateDir);
-    const api = await buildApiServer(
-      {
-        pods,
-        agent,
-        sim: d.sim,
-        lifecycle,
-        logger: d.logger,
-        ...(history ? { history } : {}),
-      },
-      {},
-      { auth: new HttpAuth({ token, now: () => d.clock.now() }) },
-    );
+    const ctx: ApiContext = {
+      pods,
+      agent,
+      sim: d.sim,
+      lifecycle,
+      logger: d.logger,
+      ...(history ? { history } : {}),
+    };
+    const auth = new HttpAuth({ token, now: () => d.clock.now() });
+    const page = (app: FastifyInstance): void => {
+      registerWebPage(app, { api: ctx, host: d.host, names: d.names, clock: d.clock, auth });
+    };
+    const api = await buildApiServer(ctx, {}, { auth, plugins: [page] });
     // The socket opens before the first reconcile: status answers `starting` meanwhile, and
     // CLI calls reach the agent instead of falling back to direct mode and its lock.
     await api.listenUnix(d.socket);

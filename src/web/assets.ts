@@ -61,10 +61,10 @@ select { font:inherit; padding:.3rem; min-height:2.25rem; border:1px solid #6b72
 time { color:var(--muted); font-variant-numeric:tabular-nums; }
 tr.history td { border-bottom:2px solid var(--line); padding-top:0; }
 details summary { cursor:pointer; color:var(--muted); }
-.chart { width:100%; height:auto; max-height:260px; background:#fff; }
+.chart { width:100%; min-width:340px; height:auto; max-height:280px; background:#fff; }
 .chart .grid { stroke:#e1e4e8; }
 .chart .axisline { stroke:#4a4a4a; }
-.chart text { font-size:12px; fill:#333; }
+.chart text { font-size:13px; fill:#333; }
 .chart .value { font-weight:600; }
 .chart .reload { fill:var(--reload); }
 .chart .rebound { fill:var(--rebound); }

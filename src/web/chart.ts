@@ -2,8 +2,8 @@ import type { Recovery } from '../events/events.js';
 import { html, type Html } from './html.js';
 import { clockText } from './layout.js';
 
-const W = 640;
-const H = 220;
+const W = 520;
+const H = 210;
 const PAD = { left: 56, right: 12, top: 16, bottom: 40 };
 
 /** A round upper bound for the axis: 1, 2 or 5 times a power of ten. */
@@ -120,11 +120,11 @@ export function recoveryChart(recoveries: Recovery[], open: { detectedAt: number
       >`;
     })}
     <line class="axisline" x1="${PAD.left}" x2="${W - PAD.right}" y1="${y(0)}" y2="${y(0)}" />
-    <g class="legend" transform="translate(${PAD.left} ${H - 10})">
+    <g class="legend" transform="translate(8 ${H - 10})">
       <rect class="reload" width="10" height="10" y="-9" />
       <text x="14">detected → modules reloaded</text>
-      <rect class="rebound" x="210" width="10" height="10" y="-9" />
-      <text x="224">→ devices back on vfio-pci</text>
+      <rect class="rebound" x="220" width="10" height="10" y="-9" />
+      <text x="234">→ devices back on vfio-pci</text>
     </g>
   </svg>`;
 }

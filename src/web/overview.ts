@@ -106,7 +106,7 @@ function timelineSection(s: AgentStatus): Html {
   const open = openLoss ? { detectedAt: openLoss.at } : null;
   return html`<section id="timeline" data-live aria-labelledby="timeline-h">
     <h2 id="timeline-h">Losses and recoveries</h2>
-    ${recoveryChart(recs, open)}
+    <div class="scroll">${recoveryChart(recs, open)}</div>
     <div class="scroll">
       <table>
         <caption>

@@ -181,6 +181,11 @@ function routes(app: FastifyInstance, ctx: WebContext): void {
       const describe = d
         ? `${d.vendorName} ${d.deviceName} (${d.subclassName}), IOMMU group ${d.iommuGroup ?? 'none'}, now on ${d.driver ?? 'no driver'}.`
         : 'This address is not present on the host now.';
+      const ledger = agent.engine.ledger[address];
+      const back =
+        kind === 'release' && ledger
+          ? ` passthru gives it back to ${ledger.originalDriver ?? 'no driver'} (the original driver in the ledger).`
+          : '';
       const access = ctx.auth.access(req);
       return page(
         reply,
@@ -192,7 +197,7 @@ function routes(app: FastifyInstance, ctx: WebContext): void {
           address,
           withGroup,
           preview,
-          describe,
+          describe: describe + back,
           form: access.canWrite ? { csrf: ctx.auth.csrfTokenFor(req) } : { signIn: req.url },
         }),
       );
