@@ -5,7 +5,6 @@ import { AgentLifecycle, type ApiContext } from '../src/agent/routes.js';
 import { HttpAuth } from '../src/http/auth.js';
 import { parsePciIds, type PciIdNames } from '../src/pci/pciids.js';
 import { buildApiServer } from '../src/process/socket-server.js';
-import { TOPOLOGY_FORMAT, type Topology } from '../src/topology/format.js';
 import { silentLogger } from '../src/util/logger.js';
 import { registerWebPage } from '../src/web/page.js';
 import { MF0, NIC, ROOTFS, labTopology, rig, stop, type Rig } from './helpers.js';
