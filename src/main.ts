@@ -26,6 +26,10 @@ import type { HostPort } from './host/port.js';
 import { SimKernel } from './host/sim/kernel.js';
 import { writeFileAtomic } from './process/file-atomic.js';
 import { loadOrCreateToken } from './process/file-token.js';
+import { HttpAuth } from './http/auth.js';
+import { parseListenAddress } from './http/listen-address.js';
+import { AgentMetrics } from './http/metrics.js';
+import { registerWebPage } from './web/page.js';
 import { LIVE_LOCK_DIR } from './process/file-lock.js';
 import { MemoryHistory } from './state/history.js';
 import { MemoryStore } from './state/model.js';
@@ -270,31 +274,67 @@ const agentEnv: AgentEnv = {
     await agent.start({ loadModules: true });
     const ac = new AbortController();
     const loops = agent.run(ac.signal);
+    const uid = currentUid();
+    const { dir } = simStateDir(topo.name);
+    await simBaseDir({ xdgRuntimeDir: process.env.XDG_RUNTIME_DIR, tmpDir: os.tmpdir(), uid });
+    await ensureOneLevel(dir, {
+      uid,
+      privateToOwner: true,
+      followSymlink: false,
+      what: 'simulated-host folder',
+    });
+    const lifecycle = new AgentLifecycle();
+    lifecycle.running();
+    const metrics = new AgentMetrics(agent);
+    // The same token `passthru --sim <topology> token` prints: the simulated host's folder.
+    const auth = new HttpAuth({
+      token: await loadOrCreateToken(dir),
+      now: () => systemClock.now(),
+    });
+    const apiCtx = { agent, sim, lifecycle, logger: rt.logger };
+    const api = await buildApiServer(
+      apiCtx,
+      {},
+      {
+        auth,
+        plugins: [
+          (app) => {
+            metrics.register(app);
+          },
+          (app) => {
+            registerWebPage(app, {
+              api: apiCtx,
+              host: sim.port(),
+              names: rt.names,
+              clock: systemClock,
+              auth,
+            });
+          },
+        ],
+      },
+    );
+    const tcp = await api.listenTcp(parseListenAddress('127.0.0.1:0'));
+    env.out(
+      `The agent's page: ${tcp.url} (HTTP API ${tcp.url}v1/status, metrics ${tcp.url}metrics)\n\n`,
+    );
     const realHost = rt.sim ? rt.host : new LinuxHost({ root: rt.opts.root, uevents: false });
     await runDemo({ realHost, sim, agent, clock: systemClock, names: rt.names, out: env.out });
     if (keepRunning) {
-      const uid = currentUid();
-      const { dir } = simStateDir(topo.name);
-      await simBaseDir({ xdgRuntimeDir: process.env.XDG_RUNTIME_DIR, tmpDir: os.tmpdir(), uid });
-      await ensureOneLevel(dir, {
-        uid,
-        privateToOwner: true,
-        followSymlink: false,
-        what: 'simulated-host folder',
-      });
-      const lifecycle = new AgentLifecycle();
-      lifecycle.running();
-      const api = await buildApiServer({ agent, sim, lifecycle, logger: rt.logger });
       await api.listenUnix(path.join(dir, 'agent.sock'));
       env.out(
-        `\nThe simulated agent keeps running (Ctrl-C stops it). Try:\n  passthru --sim ${topo.name} claim 0000:03:00.0\n  passthru --sim ${topo.name} sim modprobe-r vfio_pci\n  passthru --sim ${topo.name} status\n`,
+        `\nThe simulated agent keeps running (Ctrl-C stops it), its HTTP API on ${tcp.url}. Try:\n  passthru --sim ${topo.name} claim 0000:03:00.0\n  passthru --sim ${topo.name} sim modprobe-r vfio_pci\n  passthru --sim ${topo.name} status\n`,
       );
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
       });
-      await api.close();
+    } else {
+      env.out(
+        `\nThe HTTP API closes with the demo; \`passthru demo --keep-running\` keeps it open.\n`,
+      );
     }
+    await api.close();
+    metrics.close();
     ac.abort();
     await loops;
   },

@@ -19,6 +19,8 @@ import { withTimeout } from '../engine/timeout.js';
 import { requestAgent } from './socket-client.js';
 import { buildApiServer, type TcpListener } from './socket-server.js';
 import { HttpAuth } from '../http/auth.js';
+import { AgentMetrics } from '../http/metrics.js';
+import type { DevicePluginCounters } from '../deviceplugin/counters.js';
 import { urlOf, type ListenAddress } from '../http/listen-address.js';
 import { loadOrCreateToken } from './file-token.js';
 import { registerWebPage } from '../web/page.js';
@@ -112,6 +114,10 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
     const pods: { lookup: (() => Promise<PodUse[]>) | null } = { lookup: null };
     // Made at the first start and kept: the operator's scripts and page sessions stay valid.
     const token = await loadOrCreateToken(d.stateDir);
+    const pluginCounters: { current: DevicePluginCounters | null } = { current: null };
+    const metrics = new AgentMetrics(agent, {
+      ...(d.devicePlugins ? { devicePlugins: () => pluginCounters.current } : {}),
+    });
     const ctx: ApiContext = {
       pods,
       agent,
@@ -124,7 +130,19 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
     const page = (app: FastifyInstance): void => {
       registerWebPage(app, { api: ctx, host: d.host, names: d.names, clock: d.clock, auth });
     };
-    const api = await buildApiServer(ctx, {}, { auth, plugins: [page] });
+    const api = await buildApiServer(
+      ctx,
+      {},
+      {
+        auth,
+        plugins: [
+          (app) => {
+            metrics.register(app);
+          },
+          page,
+        ],
+      },
+    );
     // The socket opens before the first reconcile: status answers `starting` meanwhile, and
     // CLI calls reach the agent instead of falling back to direct mode and its lock.
     await api.listenUnix(d.socket);
@@ -143,6 +161,7 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
         'agent running',
       );
       const plugins = d.devicePlugins ? await startPlugins(d, d.devicePlugins.dir, agent) : null;
+      if (plugins) pluginCounters.current = plugins.counters;
       // Status shows which pod holds which device; the kubelet gets 300 ms to say.
       if (plugins)
         pods.lookup = () => withTimeout(d.clock, 300, 'pod-resources List', plugins.podDevices());
@@ -155,6 +174,7 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
       }
     } finally {
       await api.close();
+      metrics.close();
     }
   } finally {
     process.off('SIGTERM', stop);
