@@ -5,25 +5,26 @@
  */
 export const PAGE_CSS = `
 :root { --fg:#1a1a1a; --muted:#4a4a4a; --bg:#ffffff; --panel:#f4f5f7; --line:#c7cbd1;
-  --link:#0b57d0; --focus:#b3261e; --ok:#0f6b2f; --ok-bg:#e3f4e8; --warn:#7a4a00; --warn-bg:#fff1d6;
+  --link:#0b57d0; --focus:#b3261e; --focus-dark:#ffd166; --header:#1f2933; --header-muted:#d9e2ec; --ok:#0f6b2f; --ok-bg:#e3f4e8; --warn:#7a4a00; --warn-bg:#fff1d6;
   --bad:#a11212; --bad-bg:#fde7e7; --info:#1d4f91; --info-bg:#e4edfa; --reload:#1d4f91; --rebound:#7fa6dc; }
 * { box-sizing: border-box; }
 body { margin:0; font:16px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color:var(--fg); background:var(--bg); }
 a { color:var(--link); }
 :focus-visible { outline:3px solid var(--focus); outline-offset:2px; }
+.top :focus-visible { outline-color:var(--focus-dark); }
 main:focus { outline:none; }
 .skip { position:absolute; left:-999px; top:0; background:#fff; padding:.5rem; z-index:2; }
 .skip:focus { left:.5rem; }
 .vh { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(0 0 0 0); white-space:nowrap; }
-.top { display:flex; flex-wrap:wrap; align-items:center; gap:.5rem 1.5rem; padding:.6rem 1rem; background:#1f2933; color:#fff; }
+.top { display:flex; flex-wrap:wrap; align-items:center; gap:.5rem 1.5rem; padding:.6rem 1rem; background:var(--header); color:#fff; }
 .top a { color:#fff; }
 .brand { margin:0; font-weight:700; font-size:1.1rem; }
-.host { font-weight:400; color:#d9e2ec; font-size:.9rem; }
+.host { font-weight:400; color:var(--header-muted); font-size:.9rem; }
 nav ul { display:flex; flex-wrap:wrap; gap:.25rem 1rem; list-style:none; margin:0; padding:0; }
 nav a { display:inline-block; padding:.35rem .2rem; text-decoration:none; border-bottom:3px solid transparent; }
 nav a[aria-current="page"] { border-bottom-color:#fff; font-weight:600; }
 nav a:hover { text-decoration:underline; }
-.live { margin:0 0 0 auto; font-size:.85rem; color:#d9e2ec; }
+.live { margin:0 0 0 auto; font-size:.85rem; color:var(--header-muted); }
 .live.on::before { content:"● "; color:#6fdc8c; }
 main { padding:1rem; max-width:1200px; margin:0 auto; }
 h1 { font-size:1.5rem; margin:.5rem 0 1rem; }
