@@ -237,7 +237,7 @@ test('session: a form post carries csrf as a field, which is removed before the 
   }
 });
 
-test('sign-in: a wrong token is 401; the form answers 303 to a local next path only; a cross-site sign-in is refused; sessions end after 12 h', async () => {
+test('sign-in: a wrong token is 401; a bearer header needs no body; the form answers 303 to a local next path only; a cross-site sign-in is refused; sessions end after 12 h', async () => {
   const s = await serve();
   try {
     const port = s.tcp.port;
@@ -258,6 +258,11 @@ test('sign-in: a wrong token is 401; the form answers 303 to a local next path o
       assert.equal(res.status, 303, next);
       assert.equal(res.headers.location, to, next);
     }
+    const bearerOnly = await request(port, 'POST', '/v1/session', {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(bearerOnly.status, 200, bearerOnly.text);
+    assert.match(bearerOnly.headers['set-cookie']?.[0] ?? '', /^passthru_session=/);
     const cross = await request(port, 'POST', '/v1/session', {
       headers: { ...form, origin: 'http://evil.example' },
       body: `token=${TOKEN}`,

@@ -316,7 +316,15 @@ export class HttpAuth {
 
     app.post(
       '/v1/session',
-      { config: { auth: 'login' }, schema: { body: SessionBodySchema } },
+      {
+        config: { auth: 'login' },
+        schema: { body: SessionBodySchema },
+        // No body at all (or an empty one) is fine with the token as `Authorization: Bearer`.
+        preValidation: (req, _reply, next) => {
+          if (req.body === undefined || req.body === null || req.body === '') req.body = {};
+          next();
+        },
+      },
       async (req, reply) => {
         const b = (req.body ?? {}) as SessionBody;
         const ok =
