@@ -26,6 +26,8 @@ export const errorCodes = {
   PT_ERR_STORE_CONFLICT: { exit: 6, http: 409, retryable: false },
   PT_ERR_STORE_LOCKED: { exit: 6, http: 409, retryable: true },
   PT_ERR_TOPOLOGY_INVALID: { exit: 2, http: 400, retryable: false },
+  PT_ERR_IMPORT_INVALID: { exit: 2, http: 400, retryable: false },
+  PT_ERR_IMPORT_TOO_LARGE: { exit: 2, http: 413, retryable: false },
   PT_ERR_AGENT_UNREACHABLE: { exit: 7, http: 503, retryable: true },
   PT_ERR_AGENT_UNRESPONSIVE: { exit: 9, http: 504, retryable: true },
   PT_ERR_AGENT_BUSY: { exit: 7, http: 503, retryable: true },

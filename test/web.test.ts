@@ -154,12 +154,14 @@ test('claim preview lists the exact sysfs writes of a dry run and changes nothin
     const calls = r.kernel.calls.length;
     const b = (await get(`/claim?address=${A}`)).body;
     const writes = rowsOf(b, 'writes').map((row) =>
-      [...row.matchAll(/<code>([^<]*)<\/code>/g)].map((m) => m[1]),
+      [...row.matchAll(/<td>(.*?)<\/td>/g)]
+        .slice(1)
+        .map((m) => (m[1] ?? '').replace(/<[^>]+>/g, '')),
     );
     assert.deepEqual(writes, [
-      [`/sys/bus/pci/devices/${A}/driver_override`, 'vfio-pci'],
-      ['/sys/bus/pci/drivers/e1000e/unbind', A],
-      ['/sys/bus/pci/drivers_probe', A],
+      [`/sys/bus/pci/devices/${A}/driver_override`, 'vfio-pci', ''],
+      [`/sys/bus/pci/devices/${A}/driver/unbind`, A, 'leaves e1000e'],
+      ['/sys/bus/pci/drivers_probe', A, ''],
     ]);
     assert.equal(r.kernel.calls.length, calls);
     assert.equal(r.kernel.driverOf(A), 'e1000e');
@@ -167,6 +169,22 @@ test('claim preview lists the exact sysfs writes of a dry run and changes nothin
   } finally {
     await server.close();
     await stop(r);
+  }
+});
+
+test('the preview of a host-critical device shows the refusal, its code and reason, and no confirm button', async () => {
+  const r = await rig(labTopology(), { run: false });
+  const { server, get } = await page(r);
+  try {
+    const b = (await get(`/claim?address=${ROOTFS}`)).body;
+    assert.match(
+      b,
+      /role="alert">Refused: <code>0000:00:02.0<\/code> ?<code>PT_ERR_HOST_CRITICAL<\/code>[^<]*9p filesystem at \//,
+    );
+    assert.doesNotMatch(b, /Confirm claim/);
+    assert.doesNotMatch(b, /<form method="post"/);
+  } finally {
+    await server.close();
   }
 });
 

@@ -11,6 +11,7 @@ import { addDemoCommand } from './commands/demo.js';
 import { addReleaseCommand } from './commands/release.js';
 import { addStatusCommand } from './commands/status.js';
 import { addTokenCommand } from './commands/token.js';
+import { addWhyCommand } from './commands/why.js';
 import type { CliEnv, CommandContext, Runtime } from './program.js';
 import { addSimCommands } from './sim-commands.js';
 
@@ -59,6 +60,7 @@ export function addAgentCommands(program: Command, ctx: CommandContext, aenv: Ag
   addReleaseCommand(program, ctx, aenv);
   addStatusCommand(program, ctx, aenv);
   addTokenCommand(program, ctx, aenv);
+  addWhyCommand(program, ctx, aenv);
   addBootConfigCommand(program, ctx, aenv);
   addDemoCommand(program, ctx, aenv);
   addSimCommands(program, ctx, aenv);

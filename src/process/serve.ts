@@ -45,7 +45,8 @@ export interface AgentProcessDeps {
   engine?: Partial<EngineOptions> | undefined;
   keeper?: Partial<KeeperOptions> | undefined;
   /** Serve kubelet device plugins from this folder once the agent runs. */
-  devicePlugins?: { dir: string } | undefined;
+  devicePlugins?:
+    { dir: string; resourceNameOf?: (address: string) => string | undefined } | undefined;
   /**
    * The udev rules `boot-config` wrote (70-passthru.rules under the host root): while the file
    * exists, the agent rewrites it whenever the claims change, so a claimed device stays off its
@@ -57,7 +58,9 @@ export interface AgentProcessDeps {
   /** Where the listener's URL is announced for the operator (stdout); the log has it too. */
   announce?: ((text: string) => void) | undefined;
   /** Runs beside the agent's loops once it has started (Kubernetes mode), until the signal. */
-  alongside?: ((agent: Agent, signal: AbortSignal) => Promise<void>) | undefined;
+  alongside?:
+    | ((agent: Agent, signal: AbortSignal, pods: () => Promise<PodUse[]> | null) => Promise<void>)
+    | undefined;
 }
 
 /** The FileHistory behind each agent, for its write failures in status. */
@@ -160,13 +163,16 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
         { host: d.host.description, stateDir: d.stateDir, socket: d.socket },
         'agent running',
       );
-      const plugins = d.devicePlugins ? await startPlugins(d, d.devicePlugins.dir, agent) : null;
+      const plugins = d.devicePlugins ? await startPlugins(d, d.devicePlugins, agent) : null;
       if (plugins) pluginCounters.current = plugins.counters;
       // Status shows which pod holds which device; the kubelet gets 300 ms to say.
       if (plugins)
         pods.lookup = () => withTimeout(d.clock, 300, 'pod-resources List', plugins.podDevices());
       try {
-        await Promise.all([agent.run(ac.signal), d.alongside?.(agent, ac.signal)]);
+        await Promise.all([
+          agent.run(ac.signal),
+          d.alongside?.(agent, ac.signal, () => pods.lookup?.() ?? null),
+        ]);
       } finally {
         // An intentional stop tells the kubelet "no devices" before the sockets go.
         await plugins?.stop();
@@ -218,7 +224,11 @@ async function keepUdevRules(d: AgentProcessDeps, agent: Agent): Promise<UdevRul
 }
 
 /** Loaded only when asked for: gRPC and the protos cost memory an agent without them need not pay. */
-async function startPlugins(d: AgentProcessDeps, dir: string, agent: Agent) {
+async function startPlugins(
+  d: AgentProcessDeps,
+  dp: NonNullable<AgentProcessDeps['devicePlugins']>,
+  agent: Agent,
+) {
   const { startAgentDevicePlugins } = await import('../deviceplugin/start-for-agent.js');
   return startAgentDevicePlugins({
     agent,
@@ -226,6 +236,7 @@ async function startPlugins(d: AgentProcessDeps, dir: string, agent: Agent) {
     clock: d.clock,
     logger: d.logger,
     names: d.names,
-    dir,
+    dir: dp.dir,
+    ...(dp.resourceNameOf ? { resourceNameOf: dp.resourceNameOf } : {}),
   });
 }

@@ -23,7 +23,7 @@ import {
 import { html, type Html } from './html.js';
 import { layout, type PageName } from './layout.js';
 import { overviewBody } from './overview.js';
-import { previewClaim, previewRelease, type PreviewSource } from './preview.js';
+import { dryRunClaim, dryRunRelease, type DryRunDeps } from '../preview/dry-run.js';
 import { eventStream } from './sse.js';
 
 /** What the page needs of the HTTP auth (src/http/auth.ts's HttpAuth has these). */
@@ -101,12 +101,13 @@ function routes(app: FastifyInstance, ctx: WebContext): void {
     );
   });
 
-  const previewSource: PreviewSource = {
+  const dryRun = (): DryRunDeps => ({
     host: ctx.host,
-    sim: ctx.api.sim,
+    names: ctx.names,
     clock: ctx.clock,
-    state: () => ({ claims: agent.engine.claims, ledger: agent.engine.ledger }),
-  };
+    claims: agent.engine.claims,
+    ledger: agent.engine.ledger,
+  });
 
   app.get('/ui/page.css', (_req, reply) =>
     reply
@@ -172,10 +173,10 @@ function routes(app: FastifyInstance, ctx: WebContext): void {
       const address = parsePciAddress(q.address);
       const withGroup = kind === 'claim' && q.withGroup === '1';
       await lifecycle.ready;
-      const preview =
+      const plan =
         kind === 'claim'
-          ? await previewClaim(previewSource, [address], { withGroup })
-          : await previewRelease(previewSource, [address]);
+          ? await dryRunClaim(dryRun(), [address], { withGroup, force: false })
+          : await dryRunRelease(dryRun(), [address]);
       const inv = await discover(ctx.host, ctx.names);
       const d = inv.byAddress.get(address);
       const describe = d
@@ -193,10 +194,8 @@ function routes(app: FastifyInstance, ctx: WebContext): void {
         `${kind === 'claim' ? 'Claim' : 'Release'} ${address}`,
         'action',
         confirmBody({
-          kind,
-          address,
+          plan,
           withGroup,
-          preview,
           describe: describe + back,
           form: access.canWrite ? { csrf: ctx.auth.csrfTokenFor(req) } : { signIn: req.url },
         }),

@@ -129,10 +129,10 @@ try {
   await page.getByRole('button', { name: 'Confirm claim' }).waitFor();
   const writes = await page.locator('table.writes tbody tr').allInnerTexts();
   assert.deepEqual(
-    writes.map((w) => w.split('\t').slice(1).join(' ')),
+    writes.map((w) => w.split('\t').slice(1).filter(Boolean).join(' ')),
     [
       `/sys/bus/pci/devices/${NIC}/driver_override vfio-pci`,
-      `/sys/bus/pci/drivers/e1000e/unbind ${NIC}`,
+      `/sys/bus/pci/devices/${NIC}/driver/unbind ${NIC} leaves e1000e`,
       `/sys/bus/pci/drivers_probe ${NIC}`,
     ],
   );
@@ -180,7 +180,9 @@ try {
     .click();
   const back = await page.locator('table.writes tbody tr').allInnerTexts();
   assert.ok(
-    back.some((w) => w.includes(`/sys/bus/pci/drivers/vfio-pci/unbind`)),
+    back.some((w) =>
+      w.includes(`/sys/bus/pci/devices/${NIC}/driver/unbind\t${NIC}\tleaves vfio-pci`),
+    ),
     back.join('\n'),
   );
   await shot(page, 'confirm-release', false);
