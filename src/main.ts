@@ -294,6 +294,7 @@ const agentEnv: AgentEnv = {
       { HttpAuth },
       { parseListenAddress },
       { loadOrCreateToken },
+      { registerWebPage },
     ] = await Promise.all([
       import('./host/sim/kernel.js'),
       import('./agent/agent.js'),
@@ -306,6 +307,7 @@ const agentEnv: AgentEnv = {
       import('./http/auth.js'),
       import('./http/listen-address.js'),
       import('./process/file-token.js'),
+      import('./web/page.js'),
     ]);
     const topo = await loadTopology(rt.opts.sim ?? 'qemu-guest');
     // Paced like the real kernel under QEMU (real-kernel-lab.md), so the timings mean something.
@@ -340,8 +342,9 @@ const agentEnv: AgentEnv = {
       token: await loadOrCreateToken(dir),
       now: () => systemClock.now(),
     });
+    const apiCtx = { agent, sim, lifecycle, logger: rt.logger };
     const api = await buildApiServer(
-      { agent, sim, lifecycle, logger: rt.logger },
+      apiCtx,
       {},
       {
         auth,
@@ -349,11 +352,22 @@ const agentEnv: AgentEnv = {
           (app) => {
             metrics.register(app);
           },
+          (app) => {
+            registerWebPage(app, {
+              api: apiCtx,
+              host: sim.port(),
+              names: rt.names,
+              clock: systemClock,
+              auth,
+            });
+          },
         ],
       },
     );
     const tcp = await api.listenTcp(parseListenAddress('127.0.0.1:0'));
-    env.out(`The agent's HTTP API and metrics: ${tcp.url}v1/status and ${tcp.url}metrics\n\n`);
+    env.out(
+      `The agent's page: ${tcp.url} (HTTP API ${tcp.url}v1/status, metrics ${tcp.url}metrics)\n\n`,
+    );
     const realHost = rt.sim ? rt.host : new LinuxHost({ root: rt.opts.root, uevents: false });
     await runDemo({ realHost, sim, agent, clock: systemClock, names: rt.names, out: env.out });
     if (keepRunning) {
