@@ -3,7 +3,6 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Agent } from './agent/agent.js';
 import type { AgentProcessDeps } from './process/serve.js';
 import type { requestAgent } from './process/socket-client.js';
 import type { AgentEnv, AgentTuning } from './cli/agent-commands.js';
@@ -22,6 +21,7 @@ import { loadPciIds, loadTopology } from './host/files.js';
 import { LinuxHost } from './host/linux/host.js';
 import type { HostPort } from './host/port.js';
 import type { SimKernel } from './host/sim/kernel.js';
+import { readLines } from './process/read-lines.js';
 import {
   checkPrivateDir,
   currentUid,
@@ -207,18 +207,28 @@ async function processDeps(rt: Runtime, tuning: AgentTuning): Promise<AgentProce
   };
 }
 
+/** Kubernetes mode to the device plugins: the PCIDevice's resource name, once the adapter runs. */
+interface K8sNames {
+  of: ((address: string) => string | undefined) | null;
+}
+
 /** `agent --kubernetes`: the adapter runs beside the agent's loops. */
 function k8sLoop(
   rt: Runtime,
   k: { kubeconfig?: string },
-): (agent: Agent, signal: AbortSignal) => Promise<void> {
-  return async (agent, signal) => {
+  names: K8sNames,
+): NonNullable<AgentProcessDeps['alongside']> {
+  return async (agent, signal, pods) => {
     // Loaded only in Kubernetes mode: the client library is a large share of the agent's memory.
     const { kubernetesAdapter } = await import('./k8s/run.js');
-    await kubernetesAdapter(agent, rt.host, rt.names, systemClock, rt.logger, {
+    const adapter = kubernetesAdapter(agent, rt.host, rt.names, systemClock, rt.logger, {
       node: process.env.NODE_NAME,
       kubeconfig: k.kubeconfig,
-    }).run(signal);
+      // The pod holding each claimed device, when the device plugins run (null otherwise).
+      podDevices: async () => (await pods()) ?? [],
+    });
+    names.of = (a) => adapter.resourceNameOf(a);
+    await adapter.run(signal);
   };
 }
 
@@ -231,19 +241,34 @@ const agentEnv: AgentEnv = {
   serveAgent: async (rt, agent, serve = {}) => {
     await prepareStateDir(rt, true);
     const { serveAgent } = await import('./process/serve.js');
+    const k8sNames: K8sNames = { of: null };
     await serveAgent(
       {
         ...(await processDeps(rt, {})),
         ...(serve.devicePluginDir !== undefined
-          ? { devicePlugins: { dir: serve.devicePluginDir } }
+          ? {
+              devicePlugins: {
+                dir: serve.devicePluginDir,
+                resourceNameOf: (a: string) => k8sNames.of?.(a),
+              },
+            }
           : {}),
-        ...(serve.kubernetes !== undefined ? { alongside: k8sLoop(rt, serve.kubernetes) } : {}),
+        ...(serve.kubernetes !== undefined
+          ? { alongside: k8sLoop(rt, serve.kubernetes, k8sNames) }
+          : {}),
+        listen: serve.listen,
+        announce: env.out,
       },
       agent,
     );
   },
   requestAgent: async (...args: Parameters<typeof requestAgent>) =>
     (await import('./process/socket-client.js')).requestAgent(...args),
+  apiToken: async (rt) => {
+    await prepareStateDir(rt, true);
+    const { loadOrCreateToken } = await import('./process/file-token.js');
+    return loadOrCreateToken(rt.stateDir);
+  },
   requireRoot: (rt, what) => {
     // Simulated hosts and trees under --root need no privilege; the live host does.
     if (rt.sim || path.resolve(rt.opts.root) !== '/' || process.getuid?.() === 0) return;
@@ -265,6 +290,10 @@ const agentEnv: AgentEnv = {
       { runDemo },
       { AgentLifecycle },
       { buildApiServer },
+      { AgentMetrics },
+      { HttpAuth },
+      { parseListenAddress },
+      { loadOrCreateToken },
     ] = await Promise.all([
       import('./host/sim/kernel.js'),
       import('./agent/agent.js'),
@@ -273,6 +302,10 @@ const agentEnv: AgentEnv = {
       import('./cli/demo.js'),
       import('./agent/routes.js'),
       import('./process/socket-server.js'),
+      import('./http/metrics.js'),
+      import('./http/auth.js'),
+      import('./http/listen-address.js'),
+      import('./process/file-token.js'),
     ]);
     const topo = await loadTopology(rt.opts.sim ?? 'qemu-guest');
     // Paced like the real kernel under QEMU (real-kernel-lab.md), so the timings mean something.
@@ -290,31 +323,55 @@ const agentEnv: AgentEnv = {
     await agent.start({ loadModules: true });
     const ac = new AbortController();
     const loops = agent.run(ac.signal);
+    const uid = currentUid();
+    const { dir } = simStateDir(topo.name);
+    await simBaseDir({ xdgRuntimeDir: process.env.XDG_RUNTIME_DIR, tmpDir: os.tmpdir(), uid });
+    await ensureOneLevel(dir, {
+      uid,
+      privateToOwner: true,
+      followSymlink: false,
+      what: 'simulated-host folder',
+    });
+    const lifecycle = new AgentLifecycle();
+    lifecycle.running();
+    const metrics = new AgentMetrics(agent);
+    // The same token `passthru --sim <topology> token` prints: the simulated host's folder.
+    const auth = new HttpAuth({
+      token: await loadOrCreateToken(dir),
+      now: () => systemClock.now(),
+    });
+    const api = await buildApiServer(
+      { agent, sim, lifecycle, logger: rt.logger },
+      {},
+      {
+        auth,
+        plugins: [
+          (app) => {
+            metrics.register(app);
+          },
+        ],
+      },
+    );
+    const tcp = await api.listenTcp(parseListenAddress('127.0.0.1:0'));
+    env.out(`The agent's HTTP API and metrics: ${tcp.url}v1/status and ${tcp.url}metrics\n\n`);
     const realHost = rt.sim ? rt.host : new LinuxHost({ root: rt.opts.root, uevents: false });
     await runDemo({ realHost, sim, agent, clock: systemClock, names: rt.names, out: env.out });
     if (keepRunning) {
-      const uid = currentUid();
-      const { dir } = simStateDir(topo.name);
-      await simBaseDir({ xdgRuntimeDir: process.env.XDG_RUNTIME_DIR, tmpDir: os.tmpdir(), uid });
-      await ensureOneLevel(dir, {
-        uid,
-        privateToOwner: true,
-        followSymlink: false,
-        what: 'simulated-host folder',
-      });
-      const lifecycle = new AgentLifecycle();
-      lifecycle.running();
-      const api = await buildApiServer({ agent, sim, lifecycle, logger: rt.logger });
       await api.listenUnix(path.join(dir, 'agent.sock'));
       env.out(
-        `\nThe simulated agent keeps running (Ctrl-C stops it). Try:\n  passthru --sim ${topo.name} claim 0000:03:00.0\n  passthru --sim ${topo.name} sim modprobe-r vfio_pci\n  passthru --sim ${topo.name} status\n`,
+        `\nThe simulated agent keeps running (Ctrl-C stops it), its HTTP API on ${tcp.url}. Try:\n  passthru --sim ${topo.name} claim 0000:03:00.0\n  passthru --sim ${topo.name} sim modprobe-r vfio_pci\n  passthru --sim ${topo.name} status\n`,
       );
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
       });
-      await api.close();
+    } else {
+      env.out(
+        `\nThe HTTP API closes with the demo; \`passthru demo --keep-running\` keeps it open.\n`,
+      );
     }
+    await api.close();
+    metrics.close();
     ac.abort();
     await loops;
   },
@@ -332,6 +389,7 @@ const env: CliEnv = {
   },
   makeRuntime,
   writeOutput: (file, text) => writeUserFile(file, text, 0o644),
+  readLines,
   setExitCode: (code) => {
     process.exitCode = code;
   },

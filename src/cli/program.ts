@@ -6,6 +6,8 @@ import type { SimKernel } from '../host/sim/kernel.js';
 import type { Topology } from '../topology/format.js';
 import { discover } from '../pci/discovery.js';
 import type { PciIdNames } from '../pci/pciids.js';
+import type { ReadLines } from '../process/read-lines.js';
+import { addImportCommand } from './commands/import.js';
 import { LOG_LEVELS, type Logger, type LogFormat, type LogLevel } from '../util/logger.js';
 import { deviceJson, filterDevices, groupViews, groupsText, listTable } from './views.js';
 
@@ -41,6 +43,8 @@ export interface CliEnv {
   makeRuntime: (opts: GlobalOptions) => Promise<Runtime>;
   writeOutput: (file: string, text: string) => Promise<void>;
   setExitCode: (code: number) => void;
+  /** Streams input files line by line (`passthru import`); absent where nothing is read. */
+  readLines?: ReadLines;
   /** Commands added by later layers (agent, claims): they get the program to attach to. */
   extend?: (program: Command, ctx: CommandContext) => void;
 }
@@ -222,6 +226,7 @@ export function buildProgram(env: CliEnv): Command {
       else env.out(text);
     });
 
+  addImportCommand(program, { runtime, env });
   env.extend?.(program, { runtime, env });
   return program;
 }

@@ -184,6 +184,13 @@ export interface HostPort {
   readDeviceAttr(addr: PciAddress, attr: DeviceAttr): Promise<string | null>;
   /** The first 64 bytes of config space, or null when unreadable. */
   readConfigHeader(addr: PciAddress): Promise<Uint8Array | null>;
+  /**
+   * The PCIe Device Serial Number (extended capability 0x0003) as lspci prints it
+   * (`52-54-00-ff-ff-12-34-56`), or null when the device has none or config space past 0x100
+   * cannot be read (only root can). Each dword costs a config cycle and may wake a suspended
+   * device: call it when a claim is made or its identity verified, never in discovery.
+   */
+  readDeviceSerial(addr: PciAddress): Promise<string | null>;
   readDeviceLinks(addr: PciAddress): Promise<DeviceLinks>;
   /**
    * The given attributes and the links of one device in one call, as readDeviceAttr and

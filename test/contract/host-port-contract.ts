@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { errnoOf } from '../../src/errors.js';
-import type { PciAddress } from '../../src/pci/address.js';
+import { parsePciAddress, type PciAddress } from '../../src/pci/address.js';
 import type { HostPort } from '../../src/host/port.js';
 
 export interface ContractFixture {
@@ -17,6 +17,8 @@ export interface ContractFixture {
   /** A second such NIC, for "other devices still answer". */
   otherNic: PciAddress;
   hostDriver: string;
+  /** The NIC's PCIe Device Serial Number as another reader sees it (lspci -vv, the topology). */
+  nicSerial: string;
   /** A device no driver is bound to. */
   driverless: PciAddress;
   /** Holds the device through vfio as a VM does (group fd + device fd); returns a release. */
@@ -151,6 +153,13 @@ export const HOST_PORT_CONTRACT: ContractCase[] = [
       assert.ok(await f.waitUntil(() => f.port.vfioGroupNodeExists(g)), '/dev/vfio/<group>');
       assert.equal(await errno(f.port.unbindDevice(f.driverless)), 'ENODEV');
       assert.equal(await errno(f.port.bindDevice(f.nic, '../x')), 'EINVAL');
+    },
+  },
+  {
+    name: 'readDeviceSerial: the NIC on vfio-pci answers the Device Serial Number lspci shows; an absent address null',
+    async run(f) {
+      assert.equal(await f.port.readDeviceSerial(f.nic), f.nicSerial);
+      assert.equal(await f.port.readDeviceSerial(parsePciAddress('0000:7f:1f.7')), null);
     },
   },
   {

@@ -245,6 +245,9 @@ export class RemoteHost implements HostPort {
     const v = await this.call<{ $bytes: number[] } | null>('readConfigHeader', addr);
     return v === null ? null : Uint8Array.from(v.$bytes);
   }
+  readDeviceSerial(addr: PciAddress): Promise<string | null> {
+    return this.call('readDeviceSerial', addr);
+  }
   readDeviceLinks(addr: PciAddress): Promise<DeviceLinks> {
     return this.call('readDeviceLinks', addr);
   }

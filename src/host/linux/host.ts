@@ -3,6 +3,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { SysError, errnoOf } from '../../errors.js';
 import { isPciAddress, type PciAddress } from '../../pci/address.js';
+import { findDeviceSerial } from '../../pci/device-serial.js';
 import { systemClock, type Clock } from '../clock.js';
 import {
   LOCK_TAKING_ATTRS,
@@ -100,6 +101,10 @@ export class LinuxHost implements HostPort {
 
   readConfigHeader(addr: PciAddress): Promise<Uint8Array | null> {
     return Promise.resolve(this.rfs.readBytes(this.dev(addr, 'config'), 64));
+  }
+
+  readDeviceSerial(addr: PciAddress): Promise<string | null> {
+    return this.rfs.readAtOffsets(this.dev(addr, 'config'), findDeviceSerial);
   }
 
   readDeviceLinks(addr: PciAddress): Promise<DeviceLinks> {

@@ -196,6 +196,40 @@ export class RootedFs {
     }
   }
 
+  /**
+   * Opens `p` once and hands `walk` a reader of `length` bytes at any offset (each read in the
+   * thread pool): for config space, where a capability walk needs a few dwords, not 4 KiB.
+   * Null when the file is absent, leaves the tree or is not a regular file; a read past the
+   * end, or one the kernel answers short (config past 64 bytes for non-root), answers null.
+   */
+  async readAtOffsets<T>(
+    p: string,
+    walk: (read: (offset: number, length: number) => Promise<Uint8Array | null>) => Promise<T>,
+  ): Promise<T | null> {
+    const at = this.resolved(p);
+    if (at === null) return null;
+    let fh: fs.FileHandle;
+    try {
+      fh = await fs.open(at, fsc.O_RDONLY | fsc.O_NONBLOCK);
+    } catch {
+      return null;
+    }
+    try {
+      if (!(await fh.stat()).isFile()) return null;
+      return await walk(async (offset, length) => {
+        try {
+          const buf = Buffer.alloc(length);
+          const { bytesRead } = await fh.read(buf, 0, length, offset);
+          return bytesRead === length ? new Uint8Array(buf) : null;
+        } catch {
+          return null;
+        }
+      });
+    } finally {
+      await fh.close();
+    }
+  }
+
   readdir(p: string): string[] {
     return this.readdirOrNull(p) ?? [];
   }

@@ -317,6 +317,16 @@ export class SimKernel {
     }
   }
 
+  /** Reads of the Device Serial Number, by address: tests check discovery never reads it. */
+  readonly serialReads: PciAddress[] = [];
+
+  deviceSerial(addr: PciAddress): string | null {
+    const d = this.s.devices.get(addr);
+    if (!d) return null;
+    this.serialReads.push(addr);
+    return d.serialNumber;
+  }
+
   configHeader(addr: PciAddress): Uint8Array | null {
     const d = this.s.devices.get(addr);
     if (!d) return null;
@@ -620,6 +630,8 @@ export class SimKernel {
         group: pf.group === null ? null : nextGroup++,
         bootVga: false,
         label: null,
+        // VFs have no Device Serial Number capability of their own (PCIe: PF only).
+        serialNumber: null,
         sriov: null,
         physfn: pf.address,
         virtfns: [],

@@ -77,6 +77,9 @@ export class SimHost implements HostPort {
   readConfigHeader(addr: PciAddress): Promise<Uint8Array | null> {
     return this.run(() => this.k.configHeader(addr));
   }
+  readDeviceSerial(addr: PciAddress): Promise<string | null> {
+    return this.run(() => this.k.deviceSerial(addr));
+  }
   readDeviceLinks(addr: PciAddress): Promise<DeviceLinks> {
     return this.run(() => this.k.links(addr));
   }
