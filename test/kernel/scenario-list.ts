@@ -54,4 +54,8 @@ export const SCENARIOS = [
     name: 'hot-readd',
     what: 'claimed NIC removed and rescanned 3 times: e1000e takes it at rescan, the agent puts it back on vfio-pci < 1 s after the rescan, ledger still says e1000e',
   },
+  {
+    name: 'import-dumps',
+    what: "passthru import of the guest's lspci -vvnn -k -D, lspci -vmm -nnk -D and iommu_groups listing, as booted and with 2 nvme VFs: --sim list --json equals the guest's own, field by field",
+  },
 ] as const;

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { compareWithLspci, parseLspci, type ListEntry } from '../lspci.js';
 import { hostContract, vfioHoldFacts, vmHoldsDevice } from './host-scenarios.js';
 import { engineScenarios } from './engine-scenarios.js';
+import { guestImportDumps } from './import-scenario.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const MAIN = path.join(repo, 'dist/src/main.js');
@@ -423,6 +424,8 @@ const scenarios: Record<string, () => Promise<void> | void> = {
   'host-contract': () => hostContract({ note, measured: report.measured }),
   'vfio-hold-facts': () => vfioHoldFacts({ note, measured: report.measured }),
   'vm-holds-device': () => vmHoldsDevice({ note, measured: report.measured }),
+  'import-dumps': () =>
+    guestImportDumps({ note, measured: report.measured, jobDir, cli: (a) => cli(a).out }),
   ...engineScenarios({ note, measured: report.measured, jobDir: process.argv[3] ?? '/job' }),
 };
 

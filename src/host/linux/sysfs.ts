@@ -224,7 +224,9 @@ export class RootedFs {
   }
 
   realpath(p: string): string | null {
-    return this.resolved(p);
+    // On the live host too: /sys/bus/pci/devices/ADDR is a link, and only its target's folder
+    // names the parent bridge (real-kernel suite, import-dumps: every parent came out null).
+    return this.live ? realpathOr(p, null) : this.resolved(p);
   }
 
   exists(p: string): boolean {
