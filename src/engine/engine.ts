@@ -182,9 +182,12 @@ export class Engine {
     this.enqueue(keys);
   }
 
-  /** A device was added or removed: the next look rediscovers the whole bus. */
+  /**
+   * A device was added or removed: the next look rediscovers the whole bus, and reads the
+   * serial numbers of claimed devices again (a card may have been swapped).
+   */
   rediscover(): void {
-    this.observer.markStale();
+    this.observer.markStale({ reverify: true });
     this.enqueueAll();
   }
 
@@ -239,7 +242,9 @@ export class Engine {
         const now = this.d.clock.now();
         if (now >= nextResync) {
           nextResync = now + this.opts.resyncMs;
-          this.rediscover();
+          // The periodic look: devices present all along keep the serials read for them.
+          this.observer.markStale();
+          this.enqueueAll();
         }
         const keys = this.queue.take();
         if (keys.length > 0) {
@@ -432,19 +437,29 @@ export class Engine {
       deviceId: a.identity.deviceId,
       subsystemVendorId: a.identity.subsystemVendorId,
       subsystemDeviceId: a.identity.subsystemDeviceId,
+      ...(a.identity.serialNumber !== undefined ? { serialNumber: a.identity.serialNumber } : {}),
       recordedAt: this.d.clock.now(),
       claim: a.claim,
     });
   }
 
+  /**
+   * Claims without an identity take the one seen now; so does one recorded without a serial
+   * number when the same card now shows one (a file from before serials were recorded).
+   */
   private async recordIdentities(p: Plan, keys: WorkKey[]): Promise<void> {
-    const missing = p.claims.filter(
-      (c) =>
+    const missing = p.claims.filter((c) => {
+      const had = this.state.claims[c.address]?.identity;
+      return (
         keys.includes(c.address) &&
         c.observedIdentity !== undefined &&
         this.state.claims[c.address] !== undefined &&
-        this.state.claims[c.address]?.identity === undefined,
-    );
+        (had === undefined ||
+          (had.serialNumber === undefined &&
+            c.observedIdentity.serialNumber !== undefined &&
+            c.state !== 'changed'))
+      );
+    });
     if (missing.length === 0) return;
     await this.state.mutateClaims((next) => {
       for (const c of missing) {

@@ -18,6 +18,11 @@ export type HostView = Omit<Observed, 'modules' | 'busy'>;
 export class HostObserver {
   private view: HostView | null = null;
   private stale = true;
+  /**
+   * Device Serial Numbers of the devices work was looked at for, by address. Read once per
+   * device presence: a device that vanished, or any add/remove (`reverify`), forgets them.
+   */
+  private readonly serials = new Map<PciAddress, string | null>();
 
   constructor(
     private readonly host: HostPort,
@@ -25,9 +30,30 @@ export class HostObserver {
     private readonly names?: PciIdNames,
   ) {}
 
-  /** The next look reads everything. */
-  markStale(): void {
+  /** The next look reads everything; with `reverify`, the serial numbers too. */
+  markStale(opts: { reverify?: boolean } = {}): void {
     this.stale = true;
+    if (opts.reverify === true) this.serials.clear();
+  }
+
+  /**
+   * The serials of `addrs` that are present, read where not known yet. Only these devices'
+   * (the ones a piece of work covers): config space past 0x100 is slow to read on real
+   * hardware, so discovery never reads it.
+   */
+  private async readSerials(
+    inv: HostView['inv'],
+    addrs: ReadonlySet<PciAddress>,
+  ): Promise<ReadonlyMap<PciAddress, string | null>> {
+    for (const a of [...this.serials.keys()]) if (!inv.byAddress.has(a)) this.serials.delete(a);
+    await Promise.all(
+      [...addrs]
+        .filter((a) => inv.byAddress.has(a) && !this.serials.has(a))
+        .map(async (a) => {
+          this.serials.set(a, await this.host.readDeviceSerial(a));
+        }),
+    );
+    return new Map(this.serials);
   }
 
   last(): HostView | null {
@@ -54,7 +80,8 @@ export class HostObserver {
   async look(addrs: ReadonlySet<PciAddress>): Promise<HostView> {
     const prev = this.view;
     if (!prev || this.stale) {
-      this.view = await this.full();
+      const v = await this.full();
+      this.view = { ...v, serials: await this.readSerials(v.inv, addrs) };
       return this.view;
     }
     const fresh = await Promise.all(
@@ -67,7 +94,8 @@ export class HostObserver {
       ),
     );
     if (fresh.some(([a, f]) => (f === null) !== !prev.inv.byAddress.has(a))) {
-      this.view = await this.full();
+      const v = await this.full();
+      this.view = { ...v, serials: await this.readSerials(v.inv, addrs) };
       return this.view;
     }
     const byAddr = new Map(prev.inv.byAddress);
@@ -82,7 +110,7 @@ export class HostObserver {
         else vfioNodes.delete(g);
       }),
     );
-    this.view = { inv, uses: prev.uses, vfioNodes };
+    this.view = { inv, uses: prev.uses, vfioNodes, serials: await this.readSerials(inv, addrs) };
     return this.view;
   }
 }

@@ -24,6 +24,11 @@ export interface Observed {
   modules: ModuleHealth;
   /** Devices with a kernel operation still pending: nothing else is issued to them. */
   busy: ReadonlyMap<PciAddress, { op: string; since: number }>;
+  /**
+   * Device Serial Numbers read for the devices claims and ledger entries name (never in
+   * discovery): null when the device has none or it could not be read; absent when not read.
+   */
+  serials?: ReadonlyMap<PciAddress, string | null>;
 }
 
 /** What users want (claims) and what the node must give back (the ledger). */
@@ -91,41 +96,54 @@ export interface Plan {
   ledger: LedgerPlan[];
 }
 
-export function identityOf(d: PciFunction): DeviceIdentity {
+/** The device's identity: its ids, and its Device Serial Number when one was read. */
+export function identityOf(d: PciFunction, serial?: string | null): DeviceIdentity {
   return {
     vendorId: d.vendorId,
     deviceId: d.deviceId,
     subsystemVendorId: d.subsystemVendorId,
     subsystemDeviceId: d.subsystemDeviceId,
+    ...(typeof serial === 'string' ? { serialNumber: serial } : {}),
   };
 }
 
 export function identityText(i: DeviceIdentity): string {
-  return `${i.vendorId}:${i.deviceId} (subsystem ${i.subsystemVendorId}:${i.subsystemDeviceId})`;
+  const ids = `${i.vendorId}:${i.deviceId} (subsystem ${i.subsystemVendorId}:${i.subsystemDeviceId})`;
+  return i.serialNumber === undefined ? ids : `${ids} serial ${i.serialNumber}`;
+}
+
+/**
+ * Serials are compared only when both are known: a claim recorded before serials were (or by
+ * a reader that could not read config space) is not `changed` for lacking one. Two cards of
+ * one model differ only here.
+ */
+function sameSerial(recorded: string | undefined, now: string | undefined): boolean {
+  return recorded === undefined || now === undefined || recorded === now;
 }
 
 /** Null when the same card sits there; otherwise what differs. */
-function identityChange(want: DeviceIdentity, d: PciFunction): string | null {
-  const now = identityOf(d);
+function identityChange(want: DeviceIdentity, now: DeviceIdentity): string | null {
   if (
     want.vendorId === now.vendorId &&
     want.deviceId === now.deviceId &&
     want.subsystemVendorId === now.subsystemVendorId &&
-    want.subsystemDeviceId === now.subsystemDeviceId
+    want.subsystemDeviceId === now.subsystemDeviceId &&
+    sameSerial(want.serialNumber, now.serialNumber)
   )
     return null;
   return `claimed ${identityText(want)}, found ${identityText(now)}`;
 }
 
-function ledgerIdentityChange(e: LedgerEntry, d: PciFunction): string | null {
+function ledgerIdentityChange(e: LedgerEntry, now: DeviceIdentity): string | null {
   const same =
-    e.vendorId === d.vendorId &&
-    e.deviceId === d.deviceId &&
-    (e.subsystemVendorId === undefined || e.subsystemVendorId === d.subsystemVendorId) &&
-    (e.subsystemDeviceId === undefined || e.subsystemDeviceId === d.subsystemDeviceId);
-  return same
-    ? null
-    : `ledger recorded ${e.vendorId}:${e.deviceId}, found ${identityText(identityOf(d))}`;
+    e.vendorId === now.vendorId &&
+    e.deviceId === now.deviceId &&
+    (e.subsystemVendorId === undefined || e.subsystemVendorId === now.subsystemVendorId) &&
+    (e.subsystemDeviceId === undefined || e.subsystemDeviceId === now.subsystemDeviceId) &&
+    sameSerial(e.serialNumber, now.serialNumber);
+  if (same) return null;
+  const serial = e.serialNumber === undefined ? '' : ` serial ${e.serialNumber}`;
+  return `ledger recorded ${e.vendorId}:${e.deviceId}${serial}, found ${identityText(now)}`;
 }
 
 /** The device is where the ledger says it was before passthru touched it. */
@@ -222,8 +240,9 @@ export function plan(obs: Observed, desired: Desired, now = 0): Plan {
       });
       continue;
     }
-    const base = { address: c.address, group: d.iommuGroup, observedIdentity: identityOf(d) };
-    const changed = c.identity ? identityChange(c.identity, d) : null;
+    const observedIdentity = identityOf(d, obs.serials?.get(d.address));
+    const base = { address: c.address, group: d.iommuGroup, observedIdentity };
+    const changed = c.identity ? identityChange(c.identity, observedIdentity) : null;
     if (changed !== null) {
       out.push({
         ...base,
@@ -313,7 +332,7 @@ export function plan(obs: Observed, desired: Desired, now = 0): Plan {
           group: d.iommuGroup,
           claim: c.address,
           currentDriver: md.driver,
-          identity: identityOf(md),
+          identity: identityOf(md, obs.serials?.get(md.address)),
         });
       } else if (md.driverOverride !== VFIO_PCI) {
         actions.push({ kind: 'pin-override', key: c.address, address: m, group: d.iommuGroup });
@@ -348,7 +367,7 @@ export function plan(obs: Observed, desired: Desired, now = 0): Plan {
       });
       continue;
     }
-    const changed = ledgerIdentityChange(entry, d);
+    const changed = ledgerIdentityChange(entry, identityOf(d, obs.serials?.get(d.address)));
     if (changed !== null) {
       ledger.push({
         address: key,

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { DRIVER_NAME_RE, MODULE_NAME_RE } from '../host/port.js';
 import { ADDRESS_RE, type PciAddress } from '../pci/address.js';
+import { DEVICE_SERIAL_RE } from '../pci/device-serial.js';
 
 /**
  * Names that end up in paths, in files the system parses (modprobe.d) or on a terminal: each
@@ -24,6 +25,12 @@ export const DriverNameSchema = Type.String({
 export const ModuleNameSchema = Type.String({
   pattern: MODULE_NAME_RE.source,
   description: 'kernel module name',
+});
+
+/** A PCIe Device Serial Number as lspci -vv prints it: eight hex bytes, `-` between. */
+export const DeviceSerialSchema = Type.String({
+  pattern: DEVICE_SERIAL_RE.source,
+  description: 'PCIe Device Serial Number (00-11-22-33-44-55-66-77)',
 });
 
 export function hexId(digits: number, description: string) {

@@ -1,6 +1,12 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { ADDRESS_RE } from '../pci/address.js';
-import { DriverNameSchema, PciAddressSchema, SafeCount, hexId } from './names.js';
+import {
+  DeviceSerialSchema,
+  DriverNameSchema,
+  PciAddressSchema,
+  SafeCount,
+  hexId,
+} from './names.js';
 
 /**
  * The state file (state.json). Adding a field: add it here (Type.Optional when older files lack
@@ -16,6 +22,12 @@ export const DeviceIdentitySchema = Type.Object(
     deviceId: hexId(4, 'PCI device id'),
     subsystemVendorId: hexId(4, 'PCI subsystem vendor id'),
     subsystemDeviceId: hexId(4, 'PCI subsystem device id'),
+    /**
+     * The PCIe Device Serial Number, when the card has one and it could be read (root only).
+     * Absent in files written before serials were recorded: such a claim gains it at its next
+     * verification, and is compared by ids alone until then.
+     */
+    serialNumber: Type.Optional(DeviceSerialSchema),
   },
   { additionalProperties: false },
 );
@@ -49,6 +61,8 @@ export const LedgerEntrySchema = Type.Object(
     deviceId: hexId(4, 'PCI device id'),
     subsystemVendorId: Type.Optional(hexId(4, 'PCI subsystem vendor id')),
     subsystemDeviceId: Type.Optional(hexId(4, 'PCI subsystem device id')),
+    /** The card's Device Serial Number when it was recorded (absent when it had none or unread). */
+    serialNumber: Type.Optional(DeviceSerialSchema),
     recordedAt: SafeCount,
     /** The claim that bound it (itself, or the claim whose --with-group pulled it in). */
     claim: Type.Optional(PciAddressSchema),

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import {
+  DeviceSerialSchema,
   DriverNameSchema,
   ModuleNameSchema,
   PciAddressTextSchema as PciAddressSchema,
@@ -49,6 +50,8 @@ export const TopologyDeviceSchema = Type.Object(
     bootVga: Type.Optional(Type.Boolean()),
     resetMethods: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z_]{1,32}$' }))),
     label: Type.Optional(text(256)),
+    /** PCIe Device Serial Number, as lspci -vv prints it (`00-11-22-33-44-55-66-77`). */
+    serialNumber: Type.Optional(DeviceSerialSchema),
     sriov: Type.Optional(TopologySriovSchema),
     physfn: Type.Optional(PciAddressSchema),
   },

@@ -9,6 +9,7 @@ import type {
   DeviceAttr,
   DeviceHolder,
   DeviceLinks,
+  DeviceReading,
   HostPort,
   HostUses,
   KernelInfo,
@@ -244,8 +245,14 @@ export class RemoteHost implements HostPort {
     const v = await this.call<{ $bytes: number[] } | null>('readConfigHeader', addr);
     return v === null ? null : Uint8Array.from(v.$bytes);
   }
+  readDeviceSerial(addr: PciAddress): Promise<string | null> {
+    return this.call('readDeviceSerial', addr);
+  }
   readDeviceLinks(addr: PciAddress): Promise<DeviceLinks> {
     return this.call('readDeviceLinks', addr);
+  }
+  readDevice(addr: PciAddress, attrs: readonly DeviceAttr[]): Promise<DeviceReading | null> {
+    return this.call('readDevice', addr, attrs);
   }
   deviceExists(addr: PciAddress): Promise<boolean> {
     return this.call('deviceExists', addr);

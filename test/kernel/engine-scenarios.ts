@@ -4,19 +4,33 @@
  * the latencies measured here are the agent's, not this process's own stalls. Reads that take
  * device_lock (driver_override) are made only when no unbind can be pending on that device.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { AgentStatus } from '../../src/agent/agent.js';
-import { requestAgent } from '../../src/process/socket-client.js';
+import {
+  cli,
+  cliStart,
+  dmesgFor,
+  killStragglers,
+  startAgent,
+  stateFile,
+  statusOnce,
+  stopAgent,
+  waitForRunning,
+} from './guest-agent.js';
+import {
+  check,
+  deadline,
+  driverOf,
+  e1000eNics,
+  groupOf,
+  overrideOf,
+  sleep,
+  step,
+  sysDev,
+  waitFor,
+} from './guest-helpers.js';
 import { holdDevice } from './host-scenarios.js';
-
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const MAIN = path.join(repo, 'dist/src/main.js');
-const STATE = '/tmp/pt-state';
-const SOCKET = '/tmp/pt-run/agent.sock';
-const BASE = ['--state-dir', STATE, '--socket', SOCKET];
 
 export interface EngineScenarioContext {
   note(s: string): void;
@@ -24,201 +38,6 @@ export interface EngineScenarioContext {
   jobDir: string;
 }
 
-function check(cond: boolean, what: string): asserts cond {
-  if (!cond) throw new Error(what);
-}
-
-const t00 = performance.now();
-/** Progress on the guest log as it happens: under a loaded host a step can take minutes. */
-function step(s: string): void {
-  process.stdout.write(`[${((performance.now() - t00) / 1000).toFixed(1)} s] ${s}\n`);
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-/** A deadline for Promise.race that does not keep the guest's node alive once all else is done. */
-const deadline = (ms: number): Promise<null> =>
-  new Promise((r) => {
-    setTimeout(() => {
-      r(null);
-    }, ms).unref();
-  });
-
-async function waitFor(
-  pred: () => boolean | Promise<boolean>,
-  ms: number,
-  step = 5,
-): Promise<number | null> {
-  const t0 = performance.now();
-  while (performance.now() - t0 < ms) {
-    if (await pred()) return performance.now() - t0;
-    await sleep(step);
-  }
-  return (await pred()) ? performance.now() - t0 : null;
-}
-
-const sysDev = (a: string, f = ''): string => path.join('/sys/bus/pci/devices', a, f);
-
-/** Lock-free: the driver link is a symlink. */
-function driverOf(a: string): string | null {
-  try {
-    return path.basename(fs.readlinkSync(sysDev(a, 'driver')));
-  } catch {
-    return null;
-  }
-}
-
-/** driver_override takes device_lock: call only when no unbind of `a` can be pending. */
-function overrideOf(a: string): string | null {
-  const t = fs.readFileSync(sysDev(a, 'driver_override'), 'utf8').trim();
-  return t === '(null)' ? null : t;
-}
-
-function groupOf(a: string): number {
-  return Number(path.basename(fs.readlinkSync(sysDev(a, 'iommu_group'))));
-}
-
-/** The e1000e NICs (vendor and device ids are lock-free attributes). */
-function e1000eNics(): string[] {
-  return fs
-    .readdirSync('/sys/bus/pci/devices')
-    .filter(
-      (a) =>
-        fs.readFileSync(sysDev(a, 'vendor'), 'utf8').trim() === '0x8086' &&
-        fs.readFileSync(sysDev(a, 'device'), 'utf8').trim() === '0x10d3',
-    )
-    .sort();
-}
-
-interface CliResult {
-  code: number | null;
-  out: string;
-  ms: number;
-}
-
-/** CLI children still running: killed when a scenario ends, so the guest can power off. */
-const children = new Set<ChildProcess>();
-function killStragglers(): void {
-  for (const c of children) c.kill('SIGKILL');
-  children.clear();
-}
-
-/** The real CLI as a child process; resolves when it exits. */
-function cliStart(args: string[]): { child: ChildProcess; done: Promise<CliResult> } {
-  const t0 = performance.now();
-  const child = spawn(process.execPath, [MAIN, ...BASE, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  let out = '';
-  child.stdout.setEncoding('utf8');
-  child.stderr.setEncoding('utf8');
-  child.stdout.on('data', (c: string) => (out += c));
-  child.stderr.on('data', (c: string) => (out += c));
-  const done = new Promise<CliResult>((r) =>
-    child.on('close', (code) => {
-      children.delete(child);
-      r({ code, out, ms: Math.round(performance.now() - t0) });
-    }),
-  );
-  return { child, done };
-}
-
-async function cli(args: string[], allowFail = false): Promise<CliResult> {
-  const { child, done } = cliStart(args);
-  const r = await Promise.race([done, deadline(300_000)]);
-  if (r === null) {
-    child.kill('SIGKILL');
-    throw new Error(`passthru ${args.join(' ')} did not exit within 300 s`);
-  }
-  if (r.code !== 0 && !allowFail)
-    throw new Error(`passthru ${args.join(' ')} exited ${String(r.code)}: ${r.out}`);
-  return r;
-}
-
-interface Agent {
-  child: ChildProcess;
-  exited: Promise<number | null>;
-  isRunning(): boolean;
-}
-
-function startAgent(ctx: EngineScenarioContext, extra: string[], logName: string): Agent {
-  fs.rmSync(SOCKET, { force: true });
-  const logFd = fs.openSync(path.join(ctx.jobDir, logName), 'a');
-  const child = spawn(process.execPath, [MAIN, ...BASE, '--log-level', 'info', 'agent', ...extra], {
-    stdio: ['ignore', logFd, logFd],
-  });
-  fs.closeSync(logFd);
-  let running = true;
-  const exited = new Promise<number | null>((r) =>
-    child.on('exit', (code) => {
-      running = false;
-      r(code);
-    }),
-  );
-  return { child, exited, isRunning: () => running };
-}
-
-/** GET /v1/status over the control socket, with its latency. */
-async function statusOnce(): Promise<{ st: AgentStatus; ms: number }> {
-  const t0 = performance.now();
-  const r = await requestAgent(SOCKET, 'GET', '/v1/status');
-  const ms = performance.now() - t0;
-  if (r === null) throw new Error('no agent on the socket');
-  return { st: r.body as AgentStatus, ms };
-}
-
-async function waitForRunning(agent: Agent): Promise<number> {
-  const t0 = performance.now();
-  let last = 'no answer yet';
-  const ok = await waitFor(
-    async () => {
-      if (!agent.isRunning()) return true;
-      try {
-        const phase = (await statusOnce()).st.phase;
-        last = `phase ${phase}`;
-        return phase === 'running';
-      } catch (e) {
-        last = e instanceof Error ? e.message : String(e);
-        return false;
-      }
-    },
-    120_000,
-    50,
-  );
-  check(agent.isRunning(), `the agent exited while starting (${last})`);
-  check(ok !== null, `agent answered with phase running within 120 s (last: ${last})`);
-  return Math.round(performance.now() - t0);
-}
-
-/** Stops the agent with SIGTERM and returns how long it took to exit. */
-async function stopAgent(a: Agent): Promise<number> {
-  if (!a.isRunning()) return 0;
-  const t0 = performance.now();
-  a.child.kill('SIGTERM');
-  const r = await Promise.race([a.exited, deadline(15_000)]);
-  if (r === null) {
-    a.child.kill('SIGKILL');
-    await a.exited;
-    throw new Error('the agent did not exit within 15 s of SIGTERM');
-  }
-  return Math.round(performance.now() - t0);
-}
-
-interface StateFile {
-  claims: Record<string, unknown>;
-  ledger: Record<string, { originalDriver: string | null }>;
-}
-function stateFile(): StateFile {
-  return JSON.parse(fs.readFileSync(path.join(STATE, 'state.json'), 'utf8')) as StateFile;
-}
-
-/** Kernel log lines that mention the device or the drivers this suite moves it between. */
-function dmesgFor(addr: string): string[] {
-  const r = spawnSync('dmesg', [], { encoding: 'utf8', timeout: 10_000 });
-  return r.stdout.split('\n').filter((l) => l.includes(addr) || /vfio|e1000e:/i.test(l));
-}
-
-/** Polls status every `everyMs` until stopped, recording each answer's latency. */
 function statusPoller(everyMs: number): {
   stop(): Promise<{ answers: number; maxMs: number; medianMs: number; failures: string[] }>;
   last(): AgentStatus | null;

@@ -13,6 +13,15 @@ import { writeInChild } from '../../src/host/linux/child-write.js';
 import { LinuxHost } from '../../src/host/linux/host.js';
 import { parsePciAddress, type PciAddress } from '../../src/pci/address.js';
 import { HOST_PORT_CONTRACT, type ContractFixture } from '../contract/host-port-contract.js';
+import {
+  check,
+  devicesById as devicesWithIds,
+  driverOf,
+  groupOf,
+  sleep,
+  sysDev,
+  waitFor,
+} from './guest-helpers.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const HOLDER = path.join(repo, 'test/kernel/vfio-holder.py');
@@ -22,51 +31,9 @@ export interface HostScenarioContext {
   measured: Record<string, unknown>;
 }
 
-function check(cond: boolean, what: string): asserts cond {
-  if (!cond) throw new Error(what);
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(
-  pred: () => boolean | Promise<boolean>,
-  ms: number,
-  step = 20,
-): Promise<number | null> {
-  const t0 = performance.now();
-  while (performance.now() - t0 < ms) {
-    if (await pred()) return performance.now() - t0;
-    await sleep(step);
-  }
-  return (await pred()) ? performance.now() - t0 : null;
-}
-
-const sysDev = (a: string, f = ''): string => path.join('/sys/bus/pci/devices', a, f);
-
-/** Lock-free: the driver link is a symlink, read without device_lock. */
-function driverOf(a: string): string | null {
-  try {
-    return path.basename(fs.readlinkSync(sysDev(a, 'driver')));
-  } catch {
-    return null;
-  }
-}
-
-function groupOf(a: string): number {
-  return Number(path.basename(fs.readlinkSync(sysDev(a, 'iommu_group'))));
-}
-
 /** Lock-free attributes only (vendor, device). */
 function devicesById(vendor: string, device: string): PciAddress[] {
-  return fs
-    .readdirSync('/sys/bus/pci/devices')
-    .filter(
-      (a) =>
-        fs.readFileSync(sysDev(a, 'vendor'), 'utf8').trim() === `0x${vendor}` &&
-        fs.readFileSync(sysDev(a, 'device'), 'utf8').trim() === `0x${device}`,
-    )
-    .sort()
-    .map(parsePciAddress);
+  return devicesWithIds(vendor, device).map(parsePciAddress);
 }
 
 /** A process holding a device through vfio, as QEMU does (test/kernel/vfio-holder.py). */
@@ -94,7 +61,7 @@ export async function holdDevice(
       r(code);
     });
   });
-  const ready = await waitFor(() => out.includes('holding pid='), 20_000);
+  const ready = await waitFor(() => out.includes('holding pid='), 20_000, 20);
   if (ready === null) {
     child.kill('SIGKILL');
     throw new Error(`vfio-holder did not hold ${addr}: ${err.trim() || out.trim()}`);
@@ -199,7 +166,7 @@ export async function vfioHoldFacts(ctx: HostScenarioContext): Promise<void> {
   }
   facts.secondGroupOpenWhileHeld = secondOpen;
   const unbindG = backgroundWrite(sysDev(nic, 'driver/unbind'), nic);
-  await waitFor(() => unbindG.finished(), 3000);
+  await waitFor(() => unbindG.finished(), 3000, 20);
   facts.unbindWithGroupFdOnly = unbindG.finished()
     ? { blocked: false, ...(await unbindG.done) }
     : { blocked: true, state: procState(unbindG.pid) };
@@ -217,12 +184,12 @@ export async function vfioHoldFacts(ctx: HostScenarioContext): Promise<void> {
   check(vfs.length === 2, `two VFs (${vfs.join(' ')})`);
   const vf = vfs[0]!;
   // nvme probes VFs asynchronously: let it finish before taking the VF.
-  await waitFor(() => driverOf(vf) !== null, 10_000);
+  await waitFor(() => driverOf(vf) !== null, 10_000, 20);
   await sleep(300);
   await toVfio(host, vf);
   const vfHolder = await holdDevice(vf, groupOf(vf));
   const disable = backgroundWrite(sysDev(pf, 'sriov_numvfs'), '0');
-  await waitFor(() => disable.finished(), 3000);
+  await waitFor(() => disable.finished(), 3000, 20);
   const blocked = !disable.finished();
   facts.numvfsZeroWhileVfHeld = blocked
     ? {
@@ -322,11 +289,16 @@ export async function hostContract(ctx: HostScenarioContext): Promise<void> {
   const nics = devicesById('8086', '10d3');
   const edu = devicesById('1234', '11e8')[0];
   check(nics.length >= 2 && edu !== undefined, 'two e1000e NICs and edu');
+  const lspci = spawnSync('lspci', ['-vv', '-s', nics[0]!], { encoding: 'utf8', timeout: 30_000 });
+  const nicSerial = /Device Serial Number ([0-9a-f-]+)/.exec(lspci.stdout)?.[1];
+  check(nicSerial !== undefined, `lspci shows a Device Serial Number for ${nics[0]!}`);
+  ctx.measured.nicSerial = nicSerial;
   const fixture: ContractFixture = {
     port: new LinuxHost({ uevents: false }),
     nic: nics[0]!,
     otherNic: nics[1]!,
     hostDriver: 'e1000e',
+    nicSerial,
     driverless: edu,
     hold: async (addr, group) => {
       const h = await holdDevice(addr, group);

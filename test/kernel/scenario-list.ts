@@ -1,5 +1,14 @@
+export interface ScenarioSpec {
+  name: string;
+  what: string;
+  /** Boots in a row with one job folder (default 1): /job/persist carries files across. */
+  boots?: number;
+  /** How the guest loads drivers at boot (default modprobe per modalias; udev runs udevd's rules). */
+  coldplug?: 'modprobe' | 'udev';
+}
+
 /** The real-kernel scenarios, in the order the suite boots them. */
-export const SCENARIOS = [
+export const SCENARIOS: readonly ScenarioSpec[] = [
   { name: 'discovery', what: 'passthru list --json agrees with lspci -vmm -nnk -D' },
   {
     name: 'claim-release',
@@ -55,7 +64,13 @@ export const SCENARIOS = [
     what: 'claimed NIC removed and rescanned 3 times: e1000e takes it at rescan, the agent puts it back on vfio-pci < 1 s after the rescan, ledger still says e1000e',
   },
   {
+    name: 'boot-window',
+    what: "two boots with udev coldplug; the claim, state and boot-config's files kept: at the second boot the claimed NIC is never bound to e1000e (no e1000e probe line for its address), it is on vfio-pci (or driverless) before the agent starts, and the agent keeps it there",
+    boots: 2,
+    coldplug: 'udev',
+  },
+  {
     name: 'import-dumps',
     what: "passthru import of the guest's lspci -vvnn -k -D, lspci -vmm -nnk -D and iommu_groups listing, as booted and with 2 nvme VFs: --sim list --json equals the guest's own, field by field",
   },
-] as const;
+];

@@ -9,8 +9,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compareWithLspci, parseLspci, type ListEntry } from '../lspci.js';
 import { hostContract, vfioHoldFacts, vmHoldsDevice } from './host-scenarios.js';
+import { bootWindow } from './boot-window.js';
 import { engineScenarios } from './engine-scenarios.js';
 import { guestImportDumps } from './import-scenario.js';
+import { driverOf, groupOf, overrideOf, sleep, sysDev, waitFor } from './guest-helpers.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const MAIN = path.join(repo, 'dist/src/main.js');
@@ -54,21 +56,7 @@ function sh(cmd: string): { code: number; out: string } {
   return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}` };
 }
 
-const dev = (a: string, f: string): string => `/sys/bus/pci/devices/${a}/${f}`;
-function driverOf(a: string): string | null {
-  try {
-    return path.basename(fs.readlinkSync(dev(a, 'driver')));
-  } catch {
-    return null;
-  }
-}
-function overrideOf(a: string): string | null {
-  const t = fs.readFileSync(dev(a, 'driver_override'), 'utf8').trim();
-  return t === '(null)' ? null : t;
-}
-function groupOf(a: string): number {
-  return Number(path.basename(fs.readlinkSync(dev(a, 'iommu_group'))));
-}
+const dev = (a: string, f: string): string => sysDev(a, f);
 function moduleState(name: string): string {
   const line = fs
     .readFileSync('/proc/modules', 'utf8')
@@ -84,16 +72,6 @@ function byIds(vendor: string, device: string): string[] {
   return list()
     .filter((d) => d.vendorId === vendor && d.deviceId === device)
     .map((d) => d.address);
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-async function waitFor(pred: () => boolean, ms: number, step = 5): Promise<number | null> {
-  const t0 = performance.now();
-  while (performance.now() - t0 < ms) {
-    if (pred()) return performance.now() - t0;
-    await sleep(step);
-  }
-  return pred() ? performance.now() - t0 : null;
 }
 
 function startAgent(extra: string[] = [], logName = 'agent.log'): ChildProcess {
@@ -427,6 +405,13 @@ const scenarios: Record<string, () => Promise<void> | void> = {
   'import-dumps': () =>
     guestImportDumps({ note, measured: report.measured, jobDir, cli: (a) => cli(a).out }),
   ...engineScenarios({ note, measured: report.measured, jobDir: process.argv[3] ?? '/job' }),
+  'boot-window': () =>
+    bootWindow({
+      note,
+      measured: report.measured,
+      jobDir: process.argv[3] ?? '/job',
+      boot: Number(process.argv[4] ?? 1),
+    }),
 };
 
 const name = process.argv[2] ?? '';

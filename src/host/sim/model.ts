@@ -28,6 +28,8 @@ export interface SimDevice {
   bootVga: boolean;
   resetMethods: string[];
   label: string | null;
+  /** PCIe Device Serial Number as lspci prints it, or null when the card has none. */
+  serialNumber: string | null;
   sriov: { total: number; num: number; vfDevice: string; offset: number; stride: number } | null;
   physfn: PciAddress | null;
   virtfns: PciAddress[];

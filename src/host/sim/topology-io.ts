@@ -41,6 +41,7 @@ export function stateFromTopology(topology: Topology): SimState {
       bootVga: d.bootVga ?? false,
       resetMethods: d.resetMethods ?? [],
       label: d.label ?? null,
+      serialNumber: d.serialNumber ?? null,
       sriov: d.sriov
         ? {
             total: d.sriov.totalVfs,
@@ -145,6 +146,7 @@ export function stateToTopology(s: SimState): Topology {
       if (d.bootVga) out.bootVga = true;
       if (d.resetMethods.length > 0) out.resetMethods = d.resetMethods;
       if (d.label !== null) out.label = d.label;
+      if (d.serialNumber !== null) out.serialNumber = d.serialNumber;
       if (d.physfn) out.physfn = d.physfn;
       if (d.sriov) {
         out.sriov = {
