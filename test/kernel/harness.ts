@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SCENARIOS, type ScenarioSpec } from './scenario-list.js';
+import { IMPORT_SCENARIO, hostImportCheck } from './import-scenario.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../../..');
@@ -299,6 +300,28 @@ function bootOnce(
         return;
       }
       const ok = m[1] === '0' && result?.ok === true;
+      // A scenario with a host side: it reads what the guest left in the job folder.
+      if (ok && scenario === IMPORT_SCENARIO && result !== null) {
+        const jobResult = result;
+        void hostImportCheck(job).then(
+          (h) => {
+            jobResult.measured = { ...(jobResult.measured as object), host: h.measured };
+            jobResult.notes = [...((jobResult.notes as string[] | undefined) ?? []), ...h.notes];
+            resolve({
+              scenario,
+              ok: h.ok,
+              seconds,
+              result: jobResult,
+              note: h.ok ? '' : 'host side failed',
+            });
+            if (h.ok) fs.rmSync(job, { recursive: true, force: true });
+          },
+          (e: unknown) => {
+            resolve({ scenario, ok: false, seconds, result, note: `host side: ${String(e)}` });
+          },
+        );
+        return;
+      }
       resolve({
         scenario,
         ok,
