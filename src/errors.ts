@@ -26,6 +26,8 @@ export const errorCodes = {
   PT_ERR_STORE_CONFLICT: { exit: 6, http: 409, retryable: false },
   PT_ERR_STORE_LOCKED: { exit: 6, http: 409, retryable: true },
   PT_ERR_TOPOLOGY_INVALID: { exit: 2, http: 400, retryable: false },
+  PT_ERR_IMPORT_INVALID: { exit: 2, http: 400, retryable: false },
+  PT_ERR_IMPORT_TOO_LARGE: { exit: 2, http: 413, retryable: false },
   PT_ERR_AGENT_UNREACHABLE: { exit: 7, http: 503, retryable: true },
   PT_ERR_AGENT_UNRESPONSIVE: { exit: 9, http: 504, retryable: true },
   PT_ERR_AGENT_BUSY: { exit: 7, http: 503, retryable: true },
@@ -33,6 +35,9 @@ export const errorCodes = {
   PT_ERR_REQUEST_TOO_LARGE: { exit: 2, http: 413, retryable: false },
   PT_ERR_UNSAFE_PATH: { exit: 8, http: 403, retryable: false },
   PT_ERR_PERMISSION: { exit: 8, http: 403, retryable: false },
+  PT_ERR_UNAUTHENTICATED: { exit: 8, http: 401, retryable: false },
+  PT_ERR_CSRF: { exit: 8, http: 403, retryable: false },
+  PT_ERR_HOST_NOT_ALLOWED: { exit: 8, http: 403, retryable: false },
   PT_ERR_DOCTOR_FAILED: { exit: 1, http: 500, retryable: false },
   PT_ERR_INTERNAL: { exit: 70, http: 500, retryable: false },
 } as const;

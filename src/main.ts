@@ -3,16 +3,13 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Agent } from './agent/agent.js';
-import { AgentLifecycle } from './agent/routes.js';
-import { composeAgent, serveAgent, type AgentProcessDeps } from './process/serve.js';
-import { UDEV_RULES_PATH } from './agent/udev-rules.js';
-import { requestAgent } from './process/socket-client.js';
-import { buildApiServer } from './process/socket-server.js';
-import { addAgentCommands, type AgentEnv, type AgentTuning } from './cli/agent-commands.js';
-import { runDemo } from './cli/demo.js';
+import type { AgentProcessDeps } from './process/serve.js';
+import type { requestAgent } from './process/socket-client.js';
+import type { AgentEnv, AgentTuning } from './cli/agent-commands.js';
 import {
   buildProgram,
+  commandOf,
+  BASE_COMMANDS,
   DEFAULTS,
   type CliEnv,
   type GlobalOptions,
@@ -23,11 +20,8 @@ import { systemClock } from './host/clock.js';
 import { loadPciIds, loadTopology } from './host/files.js';
 import { LinuxHost } from './host/linux/host.js';
 import type { HostPort } from './host/port.js';
-import { SimKernel } from './host/sim/kernel.js';
-import { writeFileAtomic } from './process/file-atomic.js';
-import { LIVE_LOCK_DIR } from './process/file-lock.js';
-import { MemoryHistory } from './state/history.js';
-import { MemoryStore } from './state/model.js';
+import type { SimKernel } from './host/sim/kernel.js';
+import { readLines } from './process/read-lines.js';
 import {
   checkPrivateDir,
   currentUid,
@@ -35,7 +29,10 @@ import {
   ensurePrivateDir,
   simBaseDir,
 } from './process/file-private-dir.js';
-import { LOG_LEVELS, makeLogger } from './util/logger.js';
+import { LOG_LEVELS, lazyLogger } from './util/logger.js';
+
+// Modules only some commands use are imported where they are used: `passthru list` loads
+// neither the agent, the API server (fastify), the simulator nor pino (issue 11: start-up).
 
 /**
  * Where a simulated host keeps its state when no --state-dir is given: a per-user folder
@@ -77,7 +74,7 @@ function checkLogOptions(opts: GlobalOptions): void {
 /** The composition root: the only place that builds real adapters. */
 async function makeRuntime(opts: GlobalOptions): Promise<Runtime> {
   checkLogOptions(opts);
-  const logger = await makeLogger(opts.logLevel, opts.logFormat);
+  const logger = lazyLogger(opts.logLevel, opts.logFormat);
   const { names } = await loadPciIds(opts.pciIds);
   const uid = currentUid();
   const explicit = (create: boolean, dir: string) => async (): Promise<void> => {
@@ -93,6 +90,7 @@ async function makeRuntime(opts: GlobalOptions): Promise<Runtime> {
   };
   if (opts.sim !== undefined) {
     const topo = await loadTopology(opts.sim);
+    const { SimKernel } = await import('./host/sim/kernel.js');
     let sim: SimKernel;
     try {
       sim = new SimKernel(topo, systemClock);
@@ -111,7 +109,9 @@ async function makeRuntime(opts: GlobalOptions): Promise<Runtime> {
       host: sim.port(),
       names,
       sim,
-      logger,
+      get logger() {
+        return logger();
+      },
       opts,
       stateDir,
       socket:
@@ -145,7 +145,9 @@ async function makeRuntime(opts: GlobalOptions): Promise<Runtime> {
     host,
     names,
     sim: null,
-    logger,
+    get logger() {
+      return logger();
+    },
     opts,
     stateDir,
     socket: opts.socket !== undefined ? path.resolve(opts.socket) : under(DEFAULTS.socket),
@@ -163,6 +165,7 @@ async function writeUserFile(file: string, text: string, mode: number): Promise<
   const st = await fs.lstat(file).catch(() => null);
   if (st?.isDirectory())
     throw new PtError('PT_ERR_INVALID_ARGUMENT', `${file} is a directory, not a file to write`);
+  const { writeFileAtomic } = await import('./process/file-atomic.js');
   try {
     await writeFileAtomic(file, text, mode);
   } catch (e) {
@@ -182,7 +185,11 @@ function hostFor(rt: Runtime, tuning: AgentTuning): HostPort {
 }
 
 /** The live host's lock lives in /run (tmpfs); simulated hosts and --root trees keep theirs. */
-function processDeps(rt: Runtime, tuning: AgentTuning): AgentProcessDeps {
+async function processDeps(rt: Runtime, tuning: AgentTuning): Promise<AgentProcessDeps> {
+  const [{ LIVE_LOCK_DIR }, { UDEV_RULES_PATH }] = await Promise.all([
+    import('./process/file-lock.js'),
+    import('./agent/udev-rules.js'),
+  ]);
   const live = rt.sim === null && path.resolve(rt.opts.root) === '/';
   return {
     host: hostFor(rt, tuning),
@@ -200,40 +207,68 @@ function processDeps(rt: Runtime, tuning: AgentTuning): AgentProcessDeps {
   };
 }
 
+/** Kubernetes mode to the device plugins: the PCIDevice's resource name, once the adapter runs. */
+interface K8sNames {
+  of: ((address: string) => string | undefined) | null;
+}
+
 /** `agent --kubernetes`: the adapter runs beside the agent's loops. */
 function k8sLoop(
   rt: Runtime,
   k: { kubeconfig?: string },
-): (agent: Agent, signal: AbortSignal) => Promise<void> {
-  return async (agent, signal) => {
+  names: K8sNames,
+): NonNullable<AgentProcessDeps['alongside']> {
+  return async (agent, signal, pods) => {
     // Loaded only in Kubernetes mode: the client library is a large share of the agent's memory.
     const { kubernetesAdapter } = await import('./k8s/run.js');
-    await kubernetesAdapter(agent, rt.host, rt.names, systemClock, rt.logger, {
+    const adapter = kubernetesAdapter(agent, rt.host, rt.names, systemClock, rt.logger, {
       node: process.env.NODE_NAME,
       kubeconfig: k.kubeconfig,
-    }).run(signal);
+      // The pod holding each claimed device, when the device plugins run (null otherwise).
+      podDevices: async () => (await pods()) ?? [],
+    });
+    names.of = (a) => adapter.resourceNameOf(a);
+    await adapter.run(signal);
   };
 }
 
 const agentEnv: AgentEnv = {
   openAgent: async (rt, tuning, exclusive) => {
     await prepareStateDir(rt, exclusive === true);
-    return composeAgent(processDeps(rt, tuning), exclusive === true);
+    const { composeAgent } = await import('./process/serve.js');
+    return composeAgent(await processDeps(rt, tuning), exclusive === true);
   },
   serveAgent: async (rt, agent, serve = {}) => {
     await prepareStateDir(rt, true);
+    const { serveAgent } = await import('./process/serve.js');
+    const k8sNames: K8sNames = { of: null };
     await serveAgent(
       {
-        ...processDeps(rt, {}),
+        ...(await processDeps(rt, {})),
         ...(serve.devicePluginDir !== undefined
-          ? { devicePlugins: { dir: serve.devicePluginDir } }
+          ? {
+              devicePlugins: {
+                dir: serve.devicePluginDir,
+                resourceNameOf: (a: string) => k8sNames.of?.(a),
+              },
+            }
           : {}),
-        ...(serve.kubernetes !== undefined ? { alongside: k8sLoop(rt, serve.kubernetes) } : {}),
+        ...(serve.kubernetes !== undefined
+          ? { alongside: k8sLoop(rt, serve.kubernetes, k8sNames) }
+          : {}),
+        listen: serve.listen,
+        announce: env.out,
       },
       agent,
     );
   },
-  requestAgent,
+  requestAgent: async (...args: Parameters<typeof requestAgent>) =>
+    (await import('./process/socket-client.js')).requestAgent(...args),
+  apiToken: async (rt) => {
+    await prepareStateDir(rt, true);
+    const { loadOrCreateToken } = await import('./process/file-token.js');
+    return loadOrCreateToken(rt.stateDir);
+  },
   requireRoot: (rt, what) => {
     // Simulated hosts and trees under --root need no privilege; the live host does.
     if (rt.sim || path.resolve(rt.opts.root) !== '/' || process.getuid?.() === 0) return;
@@ -247,6 +282,31 @@ const agentEnv: AgentEnv = {
   },
   agentCommand: () => [process.execPath, fileURLToPath(import.meta.url)],
   demo: async (rt, keepRunning) => {
+    const [
+      { SimKernel },
+      { Agent },
+      { MemoryStore },
+      { MemoryHistory },
+      { runDemo },
+      { AgentLifecycle },
+      { buildApiServer },
+      { AgentMetrics },
+      { HttpAuth },
+      { parseListenAddress },
+      { loadOrCreateToken },
+    ] = await Promise.all([
+      import('./host/sim/kernel.js'),
+      import('./agent/agent.js'),
+      import('./state/model.js'),
+      import('./state/history.js'),
+      import('./cli/demo.js'),
+      import('./agent/routes.js'),
+      import('./process/socket-server.js'),
+      import('./http/metrics.js'),
+      import('./http/auth.js'),
+      import('./http/listen-address.js'),
+      import('./process/file-token.js'),
+    ]);
     const topo = await loadTopology(rt.opts.sim ?? 'qemu-guest');
     // Paced like the real kernel under QEMU (real-kernel-lab.md), so the timings mean something.
     const sim = new SimKernel(topo, systemClock, { timing: { modprobeMs: 400, ueventMs: 250 } });
@@ -263,35 +323,65 @@ const agentEnv: AgentEnv = {
     await agent.start({ loadModules: true });
     const ac = new AbortController();
     const loops = agent.run(ac.signal);
+    const uid = currentUid();
+    const { dir } = simStateDir(topo.name);
+    await simBaseDir({ xdgRuntimeDir: process.env.XDG_RUNTIME_DIR, tmpDir: os.tmpdir(), uid });
+    await ensureOneLevel(dir, {
+      uid,
+      privateToOwner: true,
+      followSymlink: false,
+      what: 'simulated-host folder',
+    });
+    const lifecycle = new AgentLifecycle();
+    lifecycle.running();
+    const metrics = new AgentMetrics(agent);
+    // The same token `passthru --sim <topology> token` prints: the simulated host's folder.
+    const auth = new HttpAuth({
+      token: await loadOrCreateToken(dir),
+      now: () => systemClock.now(),
+    });
+    const api = await buildApiServer(
+      { agent, sim, lifecycle, logger: rt.logger },
+      {},
+      {
+        auth,
+        plugins: [
+          (app) => {
+            metrics.register(app);
+          },
+        ],
+      },
+    );
+    const tcp = await api.listenTcp(parseListenAddress('127.0.0.1:0'));
+    env.out(`The agent's HTTP API and metrics: ${tcp.url}v1/status and ${tcp.url}metrics\n\n`);
     const realHost = rt.sim ? rt.host : new LinuxHost({ root: rt.opts.root, uevents: false });
     await runDemo({ realHost, sim, agent, clock: systemClock, names: rt.names, out: env.out });
     if (keepRunning) {
-      const uid = currentUid();
-      const { dir } = simStateDir(topo.name);
-      await simBaseDir({ xdgRuntimeDir: process.env.XDG_RUNTIME_DIR, tmpDir: os.tmpdir(), uid });
-      await ensureOneLevel(dir, {
-        uid,
-        privateToOwner: true,
-        followSymlink: false,
-        what: 'simulated-host folder',
-      });
-      const lifecycle = new AgentLifecycle();
-      lifecycle.running();
-      const api = await buildApiServer({ agent, sim, lifecycle, logger: rt.logger });
       await api.listenUnix(path.join(dir, 'agent.sock'));
       env.out(
-        `\nThe simulated agent keeps running (Ctrl-C stops it). Try:\n  passthru --sim ${topo.name} claim 0000:03:00.0\n  passthru --sim ${topo.name} sim modprobe-r vfio_pci\n  passthru --sim ${topo.name} status\n`,
+        `\nThe simulated agent keeps running (Ctrl-C stops it), its HTTP API on ${tcp.url}. Try:\n  passthru --sim ${topo.name} claim 0000:03:00.0\n  passthru --sim ${topo.name} sim modprobe-r vfio_pci\n  passthru --sim ${topo.name} status\n`,
       );
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
       });
-      await api.close();
+    } else {
+      env.out(
+        `\nThe HTTP API closes with the demo; \`passthru demo --keep-running\` keeps it open.\n`,
+      );
     }
+    await api.close();
+    metrics.close();
     ac.abort();
     await loops;
   },
 };
+
+// The agent's commands (and what they import) load only when the command line may name one:
+// not for list, groups, doctor or snapshot.
+const command = commandOf(process.argv);
+const agentCommands =
+  command !== null && BASE_COMMANDS.has(command) ? null : await import('./cli/agent-commands.js');
 
 const env: CliEnv = {
   out: (text) => {
@@ -299,11 +389,12 @@ const env: CliEnv = {
   },
   makeRuntime,
   writeOutput: (file, text) => writeUserFile(file, text, 0o644),
+  readLines,
   setExitCode: (code) => {
     process.exitCode = code;
   },
   extend: (program, ctx) => {
-    addAgentCommands(program, ctx, agentEnv);
+    agentCommands?.addAgentCommands(program, ctx, agentEnv);
   },
 };
 

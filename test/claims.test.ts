@@ -315,8 +315,15 @@ test('history: append-only JSON lines, rotated past the size limit, a torn line 
     const h = new FileHistory(dir, { maxBytes: 400, keep: 2 });
     for (let i = 0; i < 20; i++) await h.append({ type: 'claim.removed', at: i, address: A });
     const files = (await fs.readdir(dir)).sort();
-    assert.deepEqual(files, ['history.jsonl', 'history.jsonl.1', 'history.jsonl.2']);
-    for (const f of files) assert.ok((await fs.stat(path.join(dir, f))).size <= 400);
+    // The oldest rotated file went into the per-device digest (passthru why) before it was dropped.
+    assert.deepEqual(files, [
+      'history-devices.json',
+      'history.jsonl',
+      'history.jsonl.1',
+      'history.jsonl.2',
+    ]);
+    for (const f of files.filter((x) => !x.endsWith('.json')))
+      assert.ok((await fs.stat(path.join(dir, f))).size <= 400);
     const recent = await h.recent(3);
     assert.deepEqual(
       recent.map((e) => e.at),

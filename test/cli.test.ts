@@ -59,6 +59,7 @@ async function run(
     },
     agentCommand: () => ['/usr/bin/node', '/opt/passthru/dist/src/main.js'],
     demo: () => Promise.resolve(),
+    apiToken: () => Promise.resolve('t'.repeat(43)),
   };
   const env: CliEnv = {
     out: (t) => {

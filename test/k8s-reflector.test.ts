@@ -66,3 +66,30 @@ test('reflector: a server that refuses the field selector (400) is watched throu
   await running;
   await fake.stop();
 });
+
+test('reflector: a watch whose first response never comes is timed out after startTimeoutMs, retried with backoff, reported in lastError, and then delivers', async () => {
+  const fake = await startFake();
+  const clock = new ManualClock(0);
+  const r = new Reflector(apiFor(fake, 'r'), CLAIMS, clock, silentLogger(), () => undefined, {
+    random: () => 0.5,
+    fieldSelector: 'spec.nodeName=node1',
+    startTimeoutMs: 10_000,
+  });
+  fake.inject({ status: 0, hang: true, times: 2, match: (q) => q.watch });
+  const ac = new AbortController();
+  const running = r.run(ac.signal);
+  await until(clock, () => r.counts.startTimeouts === 1, 'the first start timeout');
+  assert.match(r.lastError ?? '', /watch pcideviceclaims: no response in 10000 ms/);
+  assert.equal(r.failing, 1);
+  await until(clock, () => r.counts.startTimeouts === 2, 'the second start timeout');
+  assert.equal(r.failing, 2, 'backing off');
+  fake.seed('pcideviceclaims', claim('node1-000001000', 'node1'));
+  await until(clock, () => r.items.has('node1-000001000'), 'the claim through the third watch');
+  assert.equal(r.lastError, null);
+  assert.equal(r.counts.watches, 3);
+  // The two stuck requests are still open on the server; the third watch is the live one.
+  ac.abort();
+  await clock.advance(1);
+  await running;
+  await fake.stop();
+});

@@ -5,11 +5,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { writeKubeconfig } from './fake-apiserver/load.js';
-import type { FakeApiServer } from './fake-apiserver/server.js';
-import { NIC } from './helpers.js';
+import { FakeApiServer } from './fake-apiserver/server.js';
+import { fromCrd } from './fake-apiserver/resources.js';
+import { NIC, ROOTFS } from './helpers.js';
 import { apiFor, drive, k8sRig, NODE, startAdapter, stopAdapter, stopAll } from './k8s-rig.js';
-import { startFake } from './fake-apiserver/load.js';
-import { CLAIMS, FINALIZER } from '../src/k8s/resources.js';
+import { shippedCrds, startFake } from './fake-apiserver/load.js';
+import { CLAIMS, DEVICES, FINALIZER } from '../src/k8s/resources.js';
 
 const exec = promisify(execFile);
 
@@ -57,8 +58,53 @@ test('kubernetes: PCIDevices appear for every non-bridge function, named <node>-
       subsystemVendorId: dev.status.subsystemVendorId,
       subsystemDeviceId: dev.status.subsystemDeviceId,
       numaNode: 0,
+      conditions: dev.status.conditions,
     },
   );
+  await stopAll(r);
+});
+
+type DevObj = { status: { conditions?: Cond[]; kernelDriverInUse?: string } };
+const devCond = (r: { fake: FakeApiServer }, name: string, type: string): Cond | undefined =>
+  (r.fake.get('pcidevices', name) as DevObj | undefined)?.status.conditions?.find(
+    (c) => c.type === type,
+  );
+
+test('kubernetes: PCIDevice conditions: the root disk is HostCritical and not Claimable, a NIC is Claimable and becomes Bound with its claim; then several resyncs with nothing changing write nothing', async () => {
+  const r = await k8sRig();
+  await drive(r, () => r.fake.list('pcidevices').length === 9, 'the PCIDevices');
+  await drive(r, () => devCond(r, nicName(0), 'Bound') !== undefined, 'the conditions');
+  const root = `${NODE}-${ROOTFS.replace(/[:.]/g, '')}`;
+  assert.deepEqual(
+    ['HostCritical', 'Claimable', 'Bound'].map((t) => {
+      const c = devCond(r, root, t);
+      return `${t}=${c?.status}/${c?.reason}`;
+    }),
+    ['HostCritical=True/HostUse', 'Claimable=False/HostCritical', 'Bound=False/NotClaimed'],
+  );
+  assert.match(
+    (
+      r.fake.get('pcidevices', root) as { status: { conditions: { message: string }[] } }
+    ).status.conditions.find((c) => c.message.includes('9p'))?.message ?? '',
+    /9p filesystem at \//,
+  );
+  assert.equal(devCond(r, nicName(0), 'HostCritical')?.status, 'False');
+  assert.equal(devCond(r, nicName(0), 'Claimable')?.status, 'True');
+  assert.equal(devCond(r, nicName(0), 'Bound')?.reason, 'NotClaimed');
+  await claimNic(r, 0);
+  await drive(r, () => devCond(r, nicName(0), 'Bound')?.status === 'True', 'Bound=True');
+  await drive(r, () => cond(getClaim(r, 0), 'Ready')?.status === 'True', 'Ready=True');
+  const since = devCond(r, nicName(0), 'Claimable') as Cond & { lastTransitionTime: string };
+  r.fake.resetStats();
+  const before = r.adapter.counts.passes;
+  for (let t = 0; t < 5 * 30_000; t += 5_000) {
+    await r.node.clock.advance(5_000);
+    await new Promise((res) => setTimeout(res, 1));
+  }
+  assert.ok(r.adapter.counts.passes - before >= 5, 'five resyncs ran');
+  const st = r.fake.clientStats().get(`token:agent-${NODE}`);
+  assert.equal(st?.writes ?? 0, 0, JSON.stringify(st?.calls));
+  assert.deepEqual(devCond(r, nicName(0), 'Claimable'), since, 'lastTransitionTime kept');
   await stopAll(r);
 });
 
@@ -120,12 +166,13 @@ async function claimNic(
   r: { fake: FakeApiServer },
   i: number,
   extra: Record<string, unknown> = {},
+  spec: Record<string, unknown> = {},
 ): Promise<void> {
   await apiFor(r.fake, 'user').create(CLAIMS, {
     apiVersion: 'devices.harvesterhci.io/v1beta1',
     kind: 'PCIDeviceClaim',
     metadata: { name: nicName(i), ...extra },
-    spec: { address: NIC[i], nodeName: NODE, userName: 'admin' },
+    spec: { address: NIC[i], nodeName: NODE, userName: 'admin', ...spec },
   });
 }
 
@@ -369,5 +416,103 @@ test('kubernetes: KubeVirt permittedHostDevices gets an entry with the first rea
   await apiFor(r.fake, 'user').delete(CLAIMS, nicName(1));
   await drive(r, () => pci().length === 1, 'the entry removed');
   assert.deepEqual(pci(), [foreign]);
+  await stopAll(r);
+});
+
+test("kubernetes: objects are checked against the schema layer as they arrive: on a cluster still serving Harvester's schema-less CRD, a claim of the wrong shape is ignored (no finalizer, no status, noted once) while a good one binds", async () => {
+  // Harvester's CRDs carry no schema and its chart no policy: the API server stores whatever
+  // it is given.
+  const fake = new FakeApiServer({
+    policy: false,
+    resources: shippedCrds().map((c) => {
+      const r = fromCrd(c);
+      delete r.schema;
+      return r;
+    }),
+  });
+  await fake.start();
+  fake.seed('pcideviceclaims', {
+    metadata: { name: `${NODE}-bad` },
+    spec: { address: 12, nodeName: NODE, userName: ['admin'] },
+  });
+  const r = await k8sRig({ fake });
+  await claimNic(r, 0);
+  await drive(r, () => cond(getClaim(r, 0), 'Ready')?.status === 'True', 'the good claim Ready');
+  for (let i = 0; i < 5; i++) {
+    await r.node.clock.advance(30_000);
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  const bad = r.fake.get('pcideviceclaims', `${NODE}-bad`) as unknown as ClaimObj;
+  assert.equal(bad.metadata.finalizers, undefined);
+  assert.equal(bad.status, undefined);
+  assert.match(r.adapter.claims.refused.get(`${NODE}-bad`) ?? '', /\/spec\/address/);
+  assert.equal(r.adapter.claims.counts.invalid, 1, 'noted once, not on every pass');
+  assert.equal(r.adapter.claims.items.has(`${NODE}-bad`), false);
+  await stopAll(r);
+});
+
+test("kubernetes: disableResourcePooling gives the claimed device Harvester's per-device name <vendor>/<PCIDevice name> through the override annotation, and the pooled name back (never recomputed) when the claim goes", async () => {
+  const r = await k8sRig();
+  await drive(r, () => r.fake.list('pcidevices').length === 9, 'the PCIDevices');
+  type Dev = {
+    metadata: { annotations?: Record<string, string> };
+    status: { resourceName: string };
+  };
+  const dev = (i: number): Dev => r.fake.get('pcidevices', nicName(i)) as unknown as Dev;
+  // An adopted device whose pooled name differs from today's rule: that one must come back.
+  await apiFor(r.fake, 'user').mergePatch(
+    DEVICES,
+    nicName(0),
+    { status: { resourceName: 'intel.com/82574L_GIGABIT_NETWORK_CONNECTION' } },
+    'status',
+  );
+  await claimNic(r, 0, {}, { disableResourcePooling: true });
+  await claimNic(r, 1);
+  await drive(r, () => cond(getClaim(r, 0), 'Ready')?.status === 'True', 'Ready=True');
+  await drive(
+    r,
+    () => dev(0).status.resourceName === `intel.com/${nicName(0)}`,
+    'the per-device name',
+  );
+  assert.deepEqual(dev(0).metadata.annotations, {
+    'harvesterhci.io/pcideviceDriver': 'e1000e',
+    'pcidevice.harvesterhci.io/override-resource-name': `intel.com/${nicName(0)}`,
+    'passthru.dev/pooled-resource-name': 'intel.com/82574L_GIGABIT_NETWORK_CONNECTION',
+  });
+  assert.equal(dev(1).status.resourceName, 'unknown.com/10d3', 'a pooled claim keeps the pool');
+  r.fake.resetStats();
+  for (let i = 0; i < 4; i++) {
+    await r.node.clock.advance(30_000);
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  assert.equal(r.fake.clientStats().get(`token:agent-${NODE}`)?.writes ?? 0, 0, 'at rest');
+  await apiFor(r.fake, 'user').delete(CLAIMS, nicName(0));
+  await drive(r, () => getClaim(r, 0) === undefined, 'the claim gone');
+  await drive(
+    r,
+    () => dev(0).status.resourceName === 'intel.com/82574L_GIGABIT_NETWORK_CONNECTION',
+    'the pooled name back',
+  );
+  assert.deepEqual(dev(0).metadata.annotations, { 'harvesterhci.io/pcideviceDriver': 'e1000e' });
+  await stopAll(r);
+});
+
+test('kubernetes: an override-resource-name annotation passthru did not write (a vGPU type) wins and is left alone, with or without disableResourcePooling', async () => {
+  const r = await k8sRig();
+  await drive(r, () => r.fake.list('pcidevices').length === 9, 'the PCIDevices');
+  await apiFor(r.fake, 'user').mergePatch(DEVICES, nicName(2), {
+    metadata: { annotations: { 'pcidevice.harvesterhci.io/override-resource-name': 'x.com/Y' } },
+  });
+  await claimNic(r, 2, {}, { disableResourcePooling: true });
+  const rn = (): string =>
+    (r.fake.get('pcidevices', nicName(2)) as { status: { resourceName: string } }).status
+      .resourceName;
+  await drive(r, () => rn() === 'x.com/Y', 'the foreign override');
+  await drive(r, () => cond(getClaim(r, 2), 'Ready')?.status === 'True', 'Ready=True');
+  await apiFor(r.fake, 'user').delete(CLAIMS, nicName(2));
+  await drive(r, () => getClaim(r, 2) === undefined, 'the claim gone');
+  await r.node.clock.advance(30_000);
+  await new Promise((res) => setTimeout(res, 20));
+  assert.equal(rn(), 'x.com/Y');
   await stopAll(r);
 });

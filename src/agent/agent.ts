@@ -116,6 +116,8 @@ export class Agent {
   private readonly d: AgentDeps;
   private readonly log: Logger;
   private phase: AgentStatus['phase'] = 'starting';
+  /** An inspected agent is a read-only look: what it sees is not history (see inspect). */
+  private recording = true;
 
   constructor(deps: AgentDeps) {
     this.d = deps;
@@ -154,7 +156,7 @@ export class Agent {
     });
     this.recoveries = new RecoveryTracker(this.bus);
     this.bus.subscribe((e) => {
-      void deps.history.append(e);
+      if (this.recording) void deps.history.append(e);
       this.log.info({ event: e }, e.type);
       if (e.type === 'claim.state' || e.type === 'claim.removed') {
         this.keeper.watch(this.engine.readyDevices());
@@ -192,6 +194,20 @@ export class Agent {
     this.recoveries.startRepair(this.d.clock.now(), off);
     await this.engine.reconcile(keys);
     this.phase = 'running';
+  }
+
+  /** The host this agent acts on and its clock: a dry run takes its copy from them. */
+  get host(): HostPort {
+    return this.d.host;
+  }
+
+  get clock(): Clock {
+    return this.d.clock;
+  }
+
+  /** Where this agent's events go: `passthru why` reads them back. */
+  get history(): History {
+    return this.d.history;
   }
 
   private allKeys(): PciAddress[] {
@@ -345,6 +361,7 @@ export class Agent {
 
   /** Status without a running agent: reads the store and the host, changes nothing. */
   async inspect(recent = 20): Promise<AgentStatus> {
+    this.recording = false;
     await this.engine.start();
     await this.keeper.init();
     await this.keeper.refresh();

@@ -6,6 +6,8 @@ import { parsePciAddress, type PciAddress } from '../pci/address.js';
 import type { HistoryHealth } from '../state/history.js';
 import type { Logger } from '../util/logger.js';
 import { parseAddresses, type Agent, type AgentStatus } from './agent.js';
+import { dryRunClaim, dryRunDeps, dryRunRelease } from '../preview/dry-run.js';
+import { deviceStory } from './story-source.js';
 import {
   ClaimBodySchema,
   ReleaseBodySchema,
@@ -201,6 +203,34 @@ export function registerRoutes(app: FastifyInstance, ctx: ApiContext): void {
         abandon: b.abandon === true,
       }),
     };
+  });
+
+  // Dry runs: the same bodies as the requests they preview; nothing is written, no lock taken.
+  app.post('/v1/claims/dry-run', { schema: { body: ClaimBodySchema } }, async (req) => {
+    const b = req.body as ClaimBody;
+    const addresses = parseAddresses(b.addresses);
+    await lifecycle.ready;
+    return dryRunClaim(dryRunDeps(agent), addresses, {
+      withGroup: b.withGroup === true,
+      force: b.force === true,
+      acceptChange: b.acceptChange === true,
+    });
+  });
+
+  app.post('/v1/release/dry-run', { schema: { body: ReleaseBodySchema } }, async (req) => {
+    const b = req.body as ReleaseBody;
+    const addresses = parseAddresses(b.addresses);
+    await lifecycle.ready;
+    return dryRunRelease(dryRunDeps(agent), addresses, { wait: b.wait === true });
+  });
+
+  app.get('/v1/devices/:address/story', async (req) => {
+    const address = parsePciAddress((req.params as { address: string }).address);
+    const raw = (req.query as { since?: unknown }).since;
+    if (raw !== undefined && (typeof raw !== 'string' || !/^\d{1,15}$/.test(raw)))
+      throw new PtError('PT_ERR_INVALID_ARGUMENT', 'since must be ms since the epoch');
+    await lifecycle.ready;
+    return deviceStory(agent, address, raw === undefined ? null : Number(raw), true);
   });
 
   if (sim !== null) registerSimRoutes(app, sim);

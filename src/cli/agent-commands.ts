@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { ListenAddress } from '../http/listen-address.js';
 import type { Agent } from '../agent/agent.js';
 import type { ApiResponse, RequestOptions } from '../process/socket-client.js';
 import type { EngineOptions } from '../engine/engine.js';
@@ -9,6 +10,8 @@ import { addClaimCommand } from './commands/claim.js';
 import { addDemoCommand } from './commands/demo.js';
 import { addReleaseCommand } from './commands/release.js';
 import { addStatusCommand } from './commands/status.js';
+import { addTokenCommand } from './commands/token.js';
+import { addWhyCommand } from './commands/why.js';
 import type { CliEnv, CommandContext, Runtime } from './program.js';
 import { addSimCommands } from './sim-commands.js';
 
@@ -19,6 +22,8 @@ export interface ServeOptions {
   devicePluginDir?: string;
   /** Kubernetes mode; a kubeconfig for development, else the in-cluster config. */
   kubernetes?: { kubeconfig?: string };
+  /** The HTTP API's TCP listener (`--listen`); absent: none. */
+  listen?: ListenAddress;
 }
 
 export interface AgentEnv {
@@ -38,6 +43,8 @@ export interface AgentEnv {
   /** argv that starts this passthru (node and its script), for the systemd unit. */
   agentCommand: () => string[];
   demo: (rt: Runtime, keepRunning: boolean) => Promise<void>;
+  /** The HTTP API's bearer token of this state folder, made (0600) when missing. */
+  apiToken: (rt: Runtime) => Promise<string>;
 }
 
 export interface AgentTuning {
@@ -52,6 +59,8 @@ export function addAgentCommands(program: Command, ctx: CommandContext, aenv: Ag
   addClaimCommand(program, ctx, aenv);
   addReleaseCommand(program, ctx, aenv);
   addStatusCommand(program, ctx, aenv);
+  addTokenCommand(program, ctx, aenv);
+  addWhyCommand(program, ctx, aenv);
   addBootConfigCommand(program, ctx, aenv);
   addDemoCommand(program, ctx, aenv);
   addSimCommands(program, ctx, aenv);

@@ -4,10 +4,10 @@ import { PtError } from '../errors.js';
 import type { HostPort } from '../host/port.js';
 import type { SimKernel } from '../host/sim/kernel.js';
 import type { Topology } from '../topology/format.js';
-import { runDoctor } from '../doctor/doctor.js';
 import { discover } from '../pci/discovery.js';
 import type { PciIdNames } from '../pci/pciids.js';
-import { takeSnapshot } from '../pci/snapshot.js';
+import type { ReadLines } from '../process/read-lines.js';
+import { addImportCommand } from './commands/import.js';
 import { LOG_LEVELS, type Logger, type LogFormat, type LogLevel } from '../util/logger.js';
 import { deviceJson, filterDevices, groupViews, groupsText, listTable } from './views.js';
 
@@ -43,6 +43,8 @@ export interface CliEnv {
   makeRuntime: (opts: GlobalOptions) => Promise<Runtime>;
   writeOutput: (file: string, text: string) => Promise<void>;
   setExitCode: (code: number) => void;
+  /** Streams input files line by line (`passthru import`); absent where nothing is read. */
+  readLines?: ReadLines;
   /** Commands added by later layers (agent, claims): they get the program to attach to. */
   extend?: (program: Command, ctx: CommandContext) => void;
 }
@@ -60,9 +62,33 @@ export const DEFAULTS = {
   logLevel: 'warn',
 } as const;
 
-export function buildProgram(env: CliEnv): Command {
-  const program = new Command('passthru');
-  program
+/** The commands buildProgram itself defines: main.ts loads the agent's commands for any other. */
+export const BASE_COMMANDS: ReadonlySet<string> = new Set(['list', 'groups', 'doctor', 'snapshot']);
+
+/**
+ * The command a command line names: the first operand after the global options (whose values
+ * are skipped), or null when there is none (`passthru --help`). Read before the program is
+ * built, so that main.ts imports only what that command needs.
+ */
+export function commandOf(argv: readonly string[]): string | null {
+  const takesValue = new Set<string>();
+  for (const o of addGlobalOptions(new Command(), () => undefined).options) {
+    if (!o.required && !o.optional) continue;
+    if (o.long !== undefined) takesValue.add(o.long);
+    if (o.short !== undefined) takesValue.add(o.short);
+  }
+  const args = argv.slice(2);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] ?? '';
+    if (a === '--') return args[i + 1] ?? null;
+    if (!a.startsWith('-') || a === '-') return a;
+    if (!a.includes('=') && takesValue.has(a)) i++;
+  }
+  return null;
+}
+
+function addGlobalOptions(program: Command, out: (text: string) => void): Command {
+  return program
     .description(
       'Dependable PCI device passthrough: discovery, safe vfio-pci binding, vfio module keeper',
     )
@@ -112,9 +138,13 @@ export function buildProgram(env: CliEnv): Command {
     .showHelpAfterError()
     .configureOutput({
       writeOut: (s) => {
-        env.out(s);
+        out(s);
       },
     });
+}
+
+export function buildProgram(env: CliEnv): Command {
+  const program = addGlobalOptions(new Command('passthru'), env.out);
 
   const runtime = async (cmd: Command): Promise<Runtime> =>
     env.makeRuntime(cmd.optsWithGlobals<GlobalOptions>());
@@ -168,6 +198,7 @@ export function buildProgram(env: CliEnv): Command {
     .option('--json', 'print JSON')
     .action(async (o: { json?: boolean }, cmd: Command) => {
       const rt = await runtime(cmd);
+      const { runDoctor } = await import('../doctor/doctor.js');
       const report = await runDoctor(rt.host, rt.names);
       if (o.json) {
         env.out(`${JSON.stringify(report, null, 2)}\n`);
@@ -188,12 +219,14 @@ export function buildProgram(env: CliEnv): Command {
     .action(async (o: { output?: string; name: string }, cmd: Command) => {
       const rt = await runtime(cmd);
       const inv = await discover(rt.host, rt.names);
+      const { takeSnapshot } = await import('../pci/snapshot.js');
       const topo: Topology = await takeSnapshot(rt.host, inv, o.name);
       const text = `${JSON.stringify(topo, null, 1)}\n`;
       if (o.output !== undefined) await env.writeOutput(o.output, text);
       else env.out(text);
     });
 
+  addImportCommand(program, { runtime, env });
   env.extend?.(program, { runtime, env });
   return program;
 }

@@ -22,7 +22,10 @@ export interface AgentSourceOptions {
    * `disableResourcePooling`); all of them when absent.
    */
   perDevice?: (address: PciAddress) => boolean;
-  /** A name decided elsewhere wins (Kubernetes mode keeps an existing PCIDevice's name). */
+  /**
+   * A name decided elsewhere wins (Kubernetes mode: the PCIDevice's status.resourceName, kept
+   * from Harvester or per-device); undefined falls back to the rules here.
+   */
   resourceNameOf?: (address: PciAddress) => string | undefined;
 }
 
@@ -79,10 +82,9 @@ export class AgentDeviceSource implements DeviceSource {
     const d = sysfsHex(device, 4) ?? '0000';
     const n = sysfsInt(numa);
     const resourceName =
-      this.opts.resourceNameOf?.(address) ??
-      (this.opts.perDeviceNode !== undefined && (this.opts.perDevice?.(address) ?? true)
+      this.opts.perDeviceNode !== undefined && (this.opts.perDevice?.(address) ?? true)
         ? perDeviceResourceName(names.vendor(v), this.opts.perDeviceNode, address)
-        : pooledResourceName(names.vendor(v), names.device(v, d), d));
+        : pooledResourceName(names.vendor(v), names.device(v, d), d);
     const f: Fixed = { resourceName, numaNode: n === null || n < 0 ? null : n };
     if (vendor !== null) this.fixed.set(address, f);
     return f;
@@ -115,7 +117,8 @@ export class AgentDeviceSource implements DeviceSource {
           reason = `/dev/vfio/${links.iommuGroup} missing`;
         out.push({
           address,
-          resourceName: f.resourceName,
+          // Asked on every snapshot: a PCIDevice's name can change (disableResourcePooling).
+          resourceName: this.opts.resourceNameOf?.(address) ?? f.resourceName,
           numaNode: f.numaNode,
           iommuGroup: links.iommuGroup,
           vfioDev: links.vfioDev,

@@ -1,4 +1,4 @@
-import { resourceName } from '../k8s/names.js';
+import { perDeviceResourceName as perDeviceName, resourceName } from '../k8s/names.js';
 
 /**
  * Kubernetes extended-resource names for PCI devices. The pooled rule is Harvester's
@@ -25,7 +25,7 @@ export function vendorPart(vendorName: string | undefined): string {
   return resourceName(vendorName, undefined, '0000').split('/')[0] ?? '';
 }
 
-const NAME_PART_MAX = 63;
+const NAME_PART_MAX = 63; // kubelet's limit on the part after '/'
 const NAME_PART_RE = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
 const DNS_SUBDOMAIN_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
@@ -44,35 +44,16 @@ export function isExtendedResourceName(name: string): boolean {
   return part.length <= NAME_PART_MAX && NAME_PART_RE.test(part);
 }
 
-/** FNV-1a, 32 bits: a short stable tag for a shortened host name. */
-function fnv1a(s: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h.toString(16).padStart(8, '0');
-}
-
 /**
  * The per-device resource name `<vendor>/<node>-<address without ':' and '.'>` (Harvester's
- * PCIDevice name). Harvester broke the 63-character rule with long host names and kubelet then
- * refused Register; here a long node name is cut and tagged with a hash of the whole name, so
- * the result is valid, stable and still unique per node.
+ * PCIDevice name), valid under the 63-character rule; the rule lives in src/k8s/names.ts.
  */
 export function perDeviceResourceName(
   vendorName: string | undefined,
   nodeName: string,
   address: string,
 ): string {
-  const v = vendorPart(vendorName);
-  const addr = address.replace(/[:.]/g, '');
-  let node = nodeName.replace(/[^-A-Za-z0-9_.]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
-  if (node.length + 1 + addr.length > NAME_PART_MAX) {
-    const keep = NAME_PART_MAX - addr.length - 1 - 9;
-    node = `${node.slice(0, keep).replace(/[^A-Za-z0-9]+$/, '')}-${fnv1a(nodeName)}`;
-  }
-  return node === '' ? `${v}/${addr}` : `${v}/${node}-${addr}`;
+  return perDeviceName(vendorPart(vendorName), nodeName, address);
 }
 
 /**

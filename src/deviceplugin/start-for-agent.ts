@@ -19,6 +19,8 @@ export interface AgentDevicePluginDeps {
   podResourcesSocket?: string;
   /** Per-device resource names for this node instead of pooled ones. */
   perDeviceNode?: string;
+  /** Kubernetes mode: the PCIDevice's resource name, when its object exists. */
+  resourceNameOf?: (address: string) => string | undefined;
   options?: Partial<DevicePluginOptions>;
 }
 
@@ -31,6 +33,7 @@ export function startAgentDevicePlugins(d: AgentDevicePluginDeps): Promise<Devic
   const source = new AgentDeviceSource(d.agent, d.host, {
     ...(d.names ? { names: d.names } : {}),
     ...(d.perDeviceNode !== undefined ? { perDeviceNode: d.perDeviceNode } : {}),
+    ...(d.resourceNameOf ? { resourceNameOf: d.resourceNameOf } : {}),
   });
   return startDevicePlugins({
     source,

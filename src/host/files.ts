@@ -5,9 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { PtError, errnoOf } from '../errors.js';
 import { PCI_IDS_PATHS, emptyPciIds, parsePciIds, type PciIdNames } from '../pci/pciids.js';
 import { LinuxHost } from './linux/host.js';
-import { validateTopology, type Topology } from '../topology/format.js';
+import type { Topology } from '../topology/format.js';
 import { discover } from '../pci/discovery.js';
-import { inventoryToTopology } from '../pci/snapshot.js';
 
 /** pci.ids is about 1.5 MB today; anything far larger is not a pci.ids. */
 const MAX_PCI_IDS_BYTES = 64 * 1024 * 1024;
@@ -142,13 +141,14 @@ export async function loadTopology(spec: string): Promise<Topology> {
     }
     // The folder's name may hold anything a file name can; the topology name may not.
     const base = path.basename(path.resolve(p)).replace(/[^A-Za-z0-9._-]/g, '_');
+    const { inventoryToTopology } = await import('../pci/snapshot.js');
     const topo = inventoryToTopology(
       inv,
       isSafeTopologyName(base) ? base : 'tree',
       await host.kernelInfo(),
       await host.hostUses(),
     );
-    return checked(topo, p);
+    return await checked(topo, p);
   }
   const text = await readInputFile(p, MAX_TOPOLOGY_BYTES, 'topology', 'PT_ERR_TOPOLOGY_INVALID');
   let raw: unknown;
@@ -160,10 +160,12 @@ export async function loadTopology(spec: string): Promise<Topology> {
       `cannot parse ${p}: ${e instanceof Error ? e.message : String(e)}`,
     );
   }
-  return checked(raw, p);
+  return await checked(raw, p);
 }
 
-function checked(raw: unknown, p: string): Topology {
+/** The validator (typebox's compiler) loads with the first topology: `list` never needs it. */
+async function checked(raw: unknown, p: string): Promise<Topology> {
+  const { validateTopology } = await import('../topology/format.js');
   let topo: Topology;
   try {
     topo = validateTopology(raw);

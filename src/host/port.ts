@@ -23,7 +23,13 @@ export type DeviceAttr =
   | 'sriov_totalvfs'
   | 'sriov_numvfs'
   | 'sriov_vf_device'
-  | 'label';
+  | 'label'
+  /**
+   * `pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X`: vendor, device, subsystem ids and class in
+   * one read. Its show function takes no lock (unlike `uevent`, which carries the same ids but
+   * takes device_lock on 6.1 to print DRIVER=), so it is read in place like the ids themselves.
+   */
+  | 'modalias';
 
 /**
  * Attributes whose read takes the driver core's device_lock (kernel 6.1: driver_override_show,
@@ -54,6 +60,13 @@ export interface DeviceLinks {
    * null. Present only while bound to vfio-pci on kernels built with VFIO_DEVICE_CDEV (6.6+).
    */
   vfioDev: string | null;
+}
+
+/** One device as discovery reads it (readDevice). */
+export interface DeviceReading {
+  /** The requested attributes the device has; absent ones are left out. */
+  attrs: Partial<Record<DeviceAttr, string>>;
+  links: DeviceLinks;
 }
 
 export type ModuleState = 'live' | 'loading' | 'unloading' | 'builtin';
@@ -179,6 +192,15 @@ export interface HostPort {
    */
   readDeviceSerial(addr: PciAddress): Promise<string | null>;
   readDeviceLinks(addr: PciAddress): Promise<DeviceLinks>;
+  /**
+   * The given attributes and the links of one device in one call, as readDeviceAttr and
+   * readDeviceLinks one by one would give them; null when the device is absent. Discovery's
+   * path: the Linux host lists the device's directory once and opens only what exists (an
+   * absent file costs a throwing open otherwise). Lock-taking attributes asked for are read off
+   * the event loop, as readDeviceAttr reads them: leave them out for a device with a pending
+   * operation.
+   */
+  readDevice(addr: PciAddress, attrs: readonly DeviceAttr[]): Promise<DeviceReading | null>;
   deviceExists(addr: PciAddress): Promise<boolean>;
   /** The PCI drivers currently registered (/sys/bus/pci/drivers). */
   listDrivers(): Promise<string[]>;

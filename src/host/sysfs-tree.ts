@@ -56,6 +56,17 @@ export async function writeSysfsTree(topo: Topology, root: string): Promise<void
       irq: '0\n',
       resource: '0x0000000000000000 0x0000000000000000 0x0000000000000000\n'.repeat(13),
       remove: '',
+      modalias: `${modalias(d.vendor, d.device, sv, sd, d.class)}\n`,
+      // The kernel's dev_uevent and pci_uevent lines (DRIVER= only while bound).
+      uevent: [
+        ...(d.driver ? [`DRIVER=${d.driver}`] : []),
+        `PCI_CLASS=${d.class.replace(/^0+(?=.)/, '').toUpperCase()}`,
+        `PCI_ID=${d.vendor.toUpperCase()}:${d.device.toUpperCase()}`,
+        `PCI_SUBSYS_ID=${sv.toUpperCase()}:${sd.toUpperCase()}`,
+        `PCI_SLOT_NAME=${d.address}`,
+        `MODALIAS=${modalias(d.vendor, d.device, sv, sd, d.class)}`,
+        '',
+      ].join('\n'),
     };
     if (d.class.startsWith('03')) files.boot_vga = d.bootVga ? '1\n' : '0\n';
     if (d.resetMethods && d.resetMethods.length > 0)
@@ -113,4 +124,11 @@ export async function writeSysfsTree(topo: Topology, root: string): Promise<void
   await fs.writeFile(path.join(root, 'proc/cmdline'), `${k.cmdline ?? ''}\n`);
   for (const i of k.iommus ?? [])
     await fs.mkdir(path.join(sys, 'class/iommu', i), { recursive: true });
+}
+
+/** The `modalias` attribute as the kernel's modalias_show prints it. */
+function modalias(vendor: string, device: string, sv: string, sd: string, cls: string): string {
+  const id = (h: string): string => h.toUpperCase().padStart(8, '0');
+  const c = cls.toUpperCase();
+  return `pci:v${id(vendor)}d${id(device)}sv${id(sv)}sd${id(sd)}bc${c.slice(0, 2)}sc${c.slice(2, 4)}i${c.slice(4, 6)}`;
 }

@@ -10,6 +10,7 @@ import { EventRecorder, eventFor, type InvolvedObject } from './kube-events.js';
 import { KubeError, type KubeApi, type KubeObject } from './kube-api.js';
 import { KubeVirtPermitter, type PermittedPci } from './kubevirt.js';
 import { pciDeviceName } from './names.js';
+import { describeIssues } from '../schema/validate.js';
 import { Reflector } from './reflector.js';
 import {
   CLAIMS,
@@ -19,12 +20,28 @@ import {
   NODE_LABEL,
   WRANGLER_PREFIX,
 } from './resources.js';
-import { API_VERSION, type PciDeviceClaimStatus, type PciDeviceStatus } from './schemas.js';
-import { claimStatus, deviceStatus, listedAsDevice } from './status-model.js';
+import {
+  API_VERSION,
+  pciDeviceCheck,
+  pciDeviceClaimCheck,
+  type PciDeviceClaimStatus,
+  type PciDeviceStatus,
+  type PodHolder,
+} from './schemas.js';
+import {
+  claimStatus,
+  deviceConditions,
+  deviceStatus,
+  listedAsDevice,
+  pooledNameOf,
+  resourceNamePlan,
+} from './status-model.js';
 
 export interface AdapterOptions {
   /** Re-read the host (never the API) this often even without a trigger. */
   resyncMs: number;
+  /** How often the kubelet is asked which pod holds which device (a local call, no API). */
+  podPollMs: number;
   retryBaseMs: number;
   retryCapMs: number;
   watchTimeoutSeconds: number;
@@ -32,6 +49,7 @@ export interface AdapterOptions {
 
 export const defaultAdapterOptions: AdapterOptions = {
   resyncMs: 30_000,
+  podPollMs: 5_000,
   retryBaseMs: 500,
   retryCapMs: 30_000,
   watchTimeoutSeconds: 300,
@@ -45,6 +63,13 @@ export interface AdapterDeps {
   logger: Logger;
   random: () => number;
   options?: Partial<AdapterOptions>;
+  /**
+   * Which pod holds which device (the kubelet's pod-resources List), when the device plugins
+   * run. Asked once per pass; a failure or timeout keeps the holders last written.
+   */
+  podDevices?: () => Promise<
+    { address: string; namespace: string; pod: string; container: string }[]
+  >;
 }
 
 /** Sorted-key JSON: equal objects compare equal whatever order the server wrote them in. */
@@ -70,6 +95,11 @@ function addressOf(c: KubeObject): PciAddress | null {
   } catch {
     return null;
   }
+}
+
+/** RFC 3339 to the second, as metav1.Time serialises. */
+function isoSeconds(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
 /** Transient: the API server is away or overloaded; the pass is retried with backoff. */
@@ -126,6 +156,8 @@ export class KubernetesAdapter {
       fieldSelector: `spec.nodeName=${deps.node}`,
       // Without selectableFields (Kubernetes < 1.31): all claims, filtered here; there are few.
       fallback: {},
+      validate: (o) =>
+        pciDeviceClaimCheck.check(o) ? null : describeIssues(pciDeviceClaimCheck.issues(o)),
     });
     // Harvester labels every PCIDevice with its node; the label works on every server version
     // and, unlike status.nodeName, is set at creation (POST drops status).
@@ -174,7 +206,7 @@ export class KubernetesAdapter {
     const unsubscribe = this.d.agent.subscribe((e) => {
       this.onDomainEvent(e);
     });
-    const loops = [this.claims.run(signal), this.devices.run(signal)];
+    const loops = [this.claims.run(signal), this.devices.run(signal), this.watchHolders(signal)];
     let failures = 0;
     // A function, not the property: the compiler would narrow `signal.aborted` to false.
     const aborted = (): boolean => signal.aborted;
@@ -235,15 +267,18 @@ export class KubernetesAdapter {
         loss !== null && status.keeper.healthy
           ? { ...status.keeper, healthy: false, waiting: loss }
           : status.keeper;
+      const holders = await this.holders();
       for (const c of this.myClaims()) {
-        await guard(`claim ${c.metadata.name}`, () => this.syncClaim(c, engineClaims, keeper));
+        await guard(`claim ${c.metadata.name}`, () =>
+          this.syncClaim(c, engineClaims, keeper, holders),
+        );
       }
       if (loss !== null && this.lossToReport === loss) {
         this.lossToReport = null;
         // The next pass writes the condition as it is now.
         if (keeper !== status.keeper) this.trigger();
       }
-      if (this.devices.synced) await guard('devices', () => this.syncDevices());
+      if (this.devices.synced) await guard('devices', () => this.syncDevices(status.claims));
       if (this.devices.synced) {
         await guard('kubevirt', () => this.syncKubeVirt(status.claims));
       }
@@ -318,10 +353,55 @@ export class KubernetesAdapter {
     } else this.claims.observe(out);
   }
 
+  private lastHolders = '';
+
+  /** A pod starting or ending with one of our devices triggers a pass; nothing else does. */
+  private async watchHolders(signal: AbortSignal): Promise<void> {
+    if (this.d.podDevices === undefined) return;
+    while (!signal.aborted) {
+      try {
+        await this.d.clock.sleep(this.opts.podPollMs, signal);
+      } catch {
+        return;
+      }
+      const h = await this.holders();
+      if (h === null) continue;
+      const key = canon([...h].sort(([a], [b]) => (a < b ? -1 : 1)));
+      if (key !== this.lastHolders) {
+        this.lastHolders = key;
+        this.trigger();
+      }
+    }
+  }
+
+  /** Holder by address; null when unknown (no plugins, or the kubelet did not answer). */
+  private async holders(): Promise<Map<string, PodHolder> | null> {
+    if (this.d.podDevices === undefined) return null;
+    try {
+      const out = new Map<string, PodHolder>();
+      for (const u of await this.d.podDevices())
+        out.set(u.address, { namespace: u.namespace, pod: u.pod, container: u.container });
+      return out;
+    } catch (e) {
+      this.log.debug({ err: e instanceof Error ? e.message : String(e) }, 'pod-resources failed');
+      return null;
+    }
+  }
+
+  /** The resource name a device is advertised under: its PCIDevice's, once the object exists. */
+  resourceNameOf(address: string): string | undefined {
+    const st = this.devices.items.get(pciDeviceName(this.d.node, address))?.status as
+      { resourceName?: unknown } | undefined;
+    return typeof st?.resourceName === 'string' && st.resourceName !== ''
+      ? st.resourceName
+      : undefined;
+  }
+
   private async syncClaim(
     c: KubeObject,
     engineClaims: Map<PciAddress, ClaimStatus>,
     keeper: Awaited<ReturnType<NodeAgent['status']>>['keeper'],
+    holders: Map<string, PodHolder> | null,
   ): Promise<void> {
     const a = addressOf(c);
     const fins = c.metadata.finalizers ?? [];
@@ -352,15 +432,32 @@ export class KubernetesAdapter {
       engine,
       keeper,
       c.metadata.generation ?? 0,
-      new Date(this.d.clock.now()).toISOString().replace(/\.\d+Z$/, 'Z'),
+      isoSeconds(this.d.clock.now()),
     );
+    // Unknown holders (the kubelet did not answer) keep what was written.
+    const holder = holders === null ? prev?.heldBy : a === null ? undefined : holders.get(a);
+    if (holder !== undefined) next.heldBy = holder;
     if (canon(next) === canon(prev ?? {})) return;
-    await this.patchClaim(c, { status: next }, 'status');
+    // A merge patch keeps fields it does not name: a holder that went is removed by null.
+    const patch: Record<string, unknown> = { ...next };
+    if (holder === undefined && prev?.heldBy !== undefined) patch.heldBy = null;
+    await this.patchClaim(c, { status: patch }, 'status');
   }
 
-  private async syncDevices(): Promise<void> {
+  private async syncDevices(claims: ClaimStatus[]): Promise<void> {
     const inv = this.inventory;
     if (inv === null) return;
+    const uses = await this.d.agent.hostUses();
+    const claimOf = new Map<string, ClaimStatus>();
+    for (const c of claims) for (const m of c.members) claimOf.set(m, c);
+    const nowIso = isoSeconds(this.d.clock.now());
+    const perDevice = new Set<string>();
+    for (const c of this.myClaims()) {
+      const spec = c.spec as { disableResourcePooling?: boolean } | undefined;
+      const a = addressOf(c);
+      if (a !== null && c.metadata.deletionTimestamp === undefined && spec?.disableResourcePooling)
+        perDevice.add(a);
+    }
     const present = new Set<string>();
     for (const f of inv.devices) {
       if (!listedAsDevice(f)) continue;
@@ -389,12 +486,40 @@ export class KubernetesAdapter {
         }
         this.devices.observe(obj);
       }
-      const prev = (obj.status ?? {}) as Partial<PciDeviceStatus>;
-      const next = deviceStatus(f, this.d.node, this.d.agent.names, prev.resourceName);
+      // An object someone else wrote in another shape is rewritten whole; its resourceName
+      // (what VMs request) is kept all the same.
+      const prev: Partial<PciDeviceStatus> = pciDeviceCheck.check(obj) ? (obj.status ?? {}) : {};
+      const written = (obj.status as { resourceName?: unknown } | undefined)?.resourceName;
+      const plan = resourceNamePlan(
+        obj.metadata.annotations,
+        written,
+        () => pooledNameOf(f, this.d.agent.names),
+        perDevice.has(f.address),
+        this.d.node,
+        f.address,
+      );
+      if (plan.annotations !== null) {
+        this.counts.writes++;
+        obj = await this.d.api.mergePatch(DEVICES, name, {
+          metadata: { annotations: plan.annotations },
+        });
+        this.devices.observe(obj);
+      }
+      const next: PciDeviceStatus = {
+        ...deviceStatus(f, this.d.node, plan.resourceName),
+        conditions: deviceConditions(prev.conditions, f, {
+          uses,
+          claim: claimOf.get(f.address),
+          nowIso,
+        }),
+      };
       const merged = { ...prev, ...next };
-      if (canon(merged) === canon(prev)) continue;
+      if (canon(merged) === canon(obj.status ?? {})) continue;
+      // Fields of a foreign shape that passthru does not write go (null deletes in a merge patch).
+      const patch: Record<string, unknown> = { ...next };
+      for (const k of Object.keys(obj.status ?? {})) if (!(k in merged)) patch[k] = null;
       this.counts.writes++;
-      this.devices.observe(await this.d.api.mergePatch(DEVICES, name, { status: next }, 'status'));
+      this.devices.observe(await this.d.api.mergePatch(DEVICES, name, { status: patch }, 'status'));
     }
     for (const [name, obj] of this.devices.items) {
       if (present.has(name)) continue;
@@ -421,7 +546,11 @@ export class KubernetesAdapter {
       if (c.state !== 'ready') continue;
       const dev = this.devices.items.get(pciDeviceName(this.d.node, c.address));
       const st = dev?.status as Partial<PciDeviceStatus> | undefined;
-      if (st?.resourceName === undefined || st.vendorId === undefined || st.deviceId === undefined)
+      if (
+        typeof st?.resourceName !== 'string' ||
+        typeof st.vendorId !== 'string' ||
+        typeof st.deviceId !== 'string'
+      )
         continue;
       want.set(st.resourceName, {
         pciVendorSelector: `${st.vendorId}:${st.deviceId}`,

@@ -1,7 +1,7 @@
 import type { Agent, AgentStatus, ReleaseOutcome } from '../agent/agent.js';
 import type { ClaimStatus } from '../engine/engine.js';
 import type { DomainEvent } from '../events/events.js';
-import type { HostPort } from '../host/port.js';
+import type { HostPort, HostUses } from '../host/port.js';
 import type { PciAddress } from '../pci/address.js';
 import { discover } from '../pci/discovery.js';
 import type { Inventory } from '../pci/model.js';
@@ -18,6 +18,8 @@ export interface NodeAgent {
   status(): Promise<AgentStatus>;
   subscribe(fn: (e: DomainEvent) => void): () => void;
   inventory(): Promise<Inventory>;
+  /** What the host itself uses (mounts, routes, swap): the PCIDevice HostCritical condition. */
+  hostUses(): Promise<HostUses>;
   names: PciIdNames;
 }
 
@@ -31,6 +33,7 @@ export function nodeAgentOf(agent: Agent, host: HostPort, names: PciIdNames): No
     status: () => agent.status(1),
     subscribe: (fn) => agent.bus.subscribe(fn),
     inventory: () => discover(host, names),
+    hostUses: () => host.hostUses(),
     names,
   };
 }

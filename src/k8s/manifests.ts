@@ -2,7 +2,7 @@ import { dump } from 'js-yaml';
 import { claimPolicy, claimPolicyBinding, pciDeviceClaimCrd, pciDeviceCrd } from './crds.js';
 
 const HEADER =
-  '# Generated from src/k8s/schemas.ts and crds.ts by `npm run gen:crds`: do not edit.\n';
+  '# Generated from src/schema/k8s.ts and src/k8s/crds.ts by `npm run gen:crds`: do not edit.\n';
 
 function yaml(docs: object[]): string {
   return HEADER + docs.map((d) => dump(d, { lineWidth: -1, noRefs: true })).join('---\n');

@@ -56,6 +56,35 @@ export function resourceName(
   return `${v}/${p}`;
 }
 
+const NAME_PART_MAX = 63;
+
+/** FNV-1a, 32 bits: a short stable tag for a shortened host name. */
+function fnv1a(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, '0');
+}
+
+/**
+ * Harvester's per-device resource name (`disableResourcePooling`): `<vendor>/<PCIDevice name>`,
+ * the vendor part being the pooled name's (`mellanox.com/harvester-node-000008002`). Harvester
+ * breaks kubelet's 63-character rule for the part after `/` with long host names (kubelet then
+ * refuses Register); here such a node name is cut and tagged with a hash of the whole name, so
+ * the result is valid, stable and still unique per node. Names that fit are Harvester's exactly.
+ */
+export function perDeviceResourceName(vendor: string, node: string, address: string): string {
+  const addr = address.replace(/[:.]/g, '');
+  let n = node.replace(/[^-A-Za-z0-9_.]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+  if (n.length + 1 + addr.length > NAME_PART_MAX) {
+    const keep = NAME_PART_MAX - addr.length - 1 - 9;
+    n = `${n.slice(0, keep).replace(/[^A-Za-z0-9]+$/, '')}-${fnv1a(node)}`;
+  }
+  return n === '' ? `${vendor}/${addr}` : `${vendor}/${n}-${addr}`;
+}
+
 /**
  * `"<subclass|class|'Class CCSS'>: <vendor|'Vendor VVVV'> <product|'Device DDDD'>"`: discovery
  * already applies the same fallbacks as Harvester (and lspci) to the names.

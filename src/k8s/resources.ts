@@ -13,3 +13,14 @@ export const NODE_LABEL = 'nodename';
 export const DRIVER_ANNOTATION = 'harvesterhci.io/pcideviceDriver';
 /** On the KubeVirt CR: the permittedHostDevices entries passthru added (and may remove). */
 export const KUBEVIRT_OWNED_ANNOTATION = 'passthru.dev/permitted-pci-resources';
+/**
+ * Harvester's resource-name override on a PCIDevice (vGPU and per-device names); it wins over
+ * the pooled name. Harvester writes it for a claim with `disableResourcePooling` and removes it
+ * when the claim goes; passthru does the same.
+ */
+export const OVERRIDE_RESOURCE_ANNOTATION = 'pcidevice.harvesterhci.io/override-resource-name';
+/**
+ * passthru's note of the pooled name while its own override is in place: the name a device
+ * returns to (never recomputed), and the mark that the override is passthru's to remove.
+ */
+export const POOLED_RESOURCE_ANNOTATION = 'passthru.dev/pooled-resource-name';

@@ -4,7 +4,7 @@ import type { Clock } from '../host/clock.js';
 import type { HostPort } from '../host/port.js';
 import type { PciIdNames } from '../pci/pciids.js';
 import type { Logger } from '../util/logger.js';
-import { KubernetesAdapter } from './adapter.js';
+import { KubernetesAdapter, type AdapterDeps } from './adapter.js';
 import { nodeAgentOf } from './agent-port.js';
 import { ClientNodeApi } from './client-node-api.js';
 
@@ -13,6 +13,8 @@ export interface KubernetesModeOptions {
   node: string | undefined;
   /** A kubeconfig file for development; in-cluster config when absent. */
   kubeconfig: string | undefined;
+  /** Which pod holds which device (kubelet pod-resources), when the device plugins run. */
+  podDevices?: AdapterDeps['podDevices'];
 }
 
 /** Builds the adapter for a started agent; the caller runs it beside agent.run(). */
@@ -37,5 +39,6 @@ export function kubernetesAdapter(
     clock,
     logger,
     random: Math.random,
+    ...(o.podDevices ? { podDevices: o.podDevices } : {}),
   });
 }

@@ -1,4 +1,4 @@
-import type { HostPort } from '../host/port.js';
+import { LOCK_TAKING_ATTRS, type DeviceAttr, type HostPort } from '../host/port.js';
 import type { PciAddress } from './address.js';
 import { headerType } from './config.js';
 import { sysfsHex, sysfsInt } from './hex.js';
@@ -43,6 +43,66 @@ export async function discover(
   return makeInventory(out.filter((d): d is PciFunction => d !== null));
 }
 
+/** What discovery reads of every device; the lock-taking ones are left out for a busy device. */
+const ATTRS: readonly DeviceAttr[] = [
+  'modalias',
+  'revision',
+  'numa_node',
+  'driver_override',
+  'boot_vga',
+  'reset_method',
+  'sriov_totalvfs',
+  'sriov_numvfs',
+];
+const LOCK_FREE_ATTRS = ATTRS.filter((a) => !LOCK_TAKING_ATTRS.has(a));
+
+interface Ids {
+  vendorId: string;
+  deviceId: string;
+  subsystemVendorId: string;
+  subsystemDeviceId: string;
+  classId: string;
+}
+
+const MODALIAS_RE =
+  /^pci:v([0-9A-Fa-f]{8})d([0-9A-Fa-f]{8})sv([0-9A-Fa-f]{8})sd([0-9A-Fa-f]{8})bc([0-9A-Fa-f]{2})sc([0-9A-Fa-f]{2})i([0-9A-Fa-f]{2})$/;
+
+/** The ids from a `modalias` attribute; null when it is absent or not a PCI one. */
+export function idsFromModalias(text: string | undefined): Ids | null {
+  const m = text === undefined ? null : MODALIAS_RE.exec(text.trim());
+  if (m === null) return null;
+  const id = (h: string | undefined): string => (h ?? '').slice(-4).toLowerCase();
+  return {
+    vendorId: id(m[1]),
+    deviceId: id(m[2]),
+    subsystemVendorId: id(m[3]),
+    subsystemDeviceId: id(m[4]),
+    classId: `${m[5] ?? ''}${m[6] ?? ''}${m[7] ?? ''}`.toLowerCase(),
+  };
+}
+
+/** The ids one attribute at a time: trees written before modalias was, or odd kernels. */
+async function idsFromAttrs(host: HostPort, address: PciAddress): Promise<Ids | null> {
+  const [vendor, device, sv, sd, cls] = await Promise.all([
+    host.readDeviceAttr(address, 'vendor'),
+    host.readDeviceAttr(address, 'device'),
+    host.readDeviceAttr(address, 'subsystem_vendor'),
+    host.readDeviceAttr(address, 'subsystem_device'),
+    host.readDeviceAttr(address, 'class'),
+  ]);
+  const vendorId = sysfsHex(vendor, 4);
+  const deviceId = sysfsHex(device, 4);
+  const classId = sysfsHex(cls, 6);
+  if (vendorId === null || deviceId === null || classId === null) return null;
+  return {
+    vendorId,
+    deviceId,
+    subsystemVendorId: sysfsHex(sv, 4) ?? '0000',
+    subsystemDeviceId: sysfsHex(sd, 4) ?? '0000',
+    classId,
+  };
+}
+
 /** Reads one function; null when it vanished while being read (hot-unplug). */
 export async function readFunction(
   host: HostPort,
@@ -50,43 +110,27 @@ export async function readFunction(
   names: PciIdNames = emptyPciIds,
   skipLockedAttrs = false,
 ): Promise<PciFunction | null> {
-  const locked = (attr: 'driver_override' | 'sriov_numvfs'): Promise<string | null> =>
-    skipLockedAttrs ? Promise.resolve(null) : host.readDeviceAttr(address, attr);
-  const [vendor, device, sv, sd, cls, rev, numa, override, bootVga, reset, total, num, links] =
-    await Promise.all([
-      host.readDeviceAttr(address, 'vendor'),
-      host.readDeviceAttr(address, 'device'),
-      host.readDeviceAttr(address, 'subsystem_vendor'),
-      host.readDeviceAttr(address, 'subsystem_device'),
-      host.readDeviceAttr(address, 'class'),
-      host.readDeviceAttr(address, 'revision'),
-      host.readDeviceAttr(address, 'numa_node'),
-      locked('driver_override'),
-      host.readDeviceAttr(address, 'boot_vga'),
-      host.readDeviceAttr(address, 'reset_method'),
-      host.readDeviceAttr(address, 'sriov_totalvfs'),
-      locked('sriov_numvfs'),
-      host.readDeviceLinks(address),
-    ]);
-  const vendorId = sysfsHex(vendor, 4);
-  const deviceId = sysfsHex(device, 4);
-  const classId = sysfsHex(cls, 6);
-  if (vendorId === null || deviceId === null || classId === null) return null;
+  const got = await host.readDevice(address, skipLockedAttrs ? LOCK_FREE_ATTRS : ATTRS);
+  if (got === null) return null;
+  const { attrs: a, links } = got;
+  const ids = idsFromModalias(a.modalias) ?? (await idsFromAttrs(host, address));
+  if (ids === null) return null;
+  const { vendorId, deviceId, subsystemVendorId, subsystemDeviceId, classId } = ids;
   // Older kernels lack the revision attribute; config space has it at 0x08.
-  let revision = sysfsHex(rev, 2);
+  let revision = sysfsHex(a.revision ?? null, 2);
   let bridge = classId.startsWith('0604') || classId.startsWith('0607');
   if (revision === null) {
     const cfg = await host.readConfigHeader(address);
     revision = cfg ? (cfg[8] ?? 0).toString(16).padStart(2, '0') : '00';
     if (cfg) bridge ||= headerType(cfg) === 1 || headerType(cfg) === 2;
   }
-  const subsystemVendorId = sysfsHex(sv, 4) ?? '0000';
-  const subsystemDeviceId = sysfsHex(sd, 4) ?? '0000';
   const c = classId.slice(0, 2);
   const s = classId.slice(2, 4);
   const p = classId.slice(4, 6);
-  const numaNode = sysfsInt(numa);
-  const ov = override === null || override === '(null)' || override === '' ? null : override;
+  const numaNode = sysfsInt(a.numa_node ?? null);
+  const override = a.driver_override;
+  const ov = override === undefined || override === '(null)' || override === '' ? null : override;
+  const reset = a.reset_method;
   return {
     address,
     vendorId,
@@ -116,10 +160,10 @@ export async function readFunction(
     numaNode: numaNode === null || numaNode < 0 ? null : numaNode,
     parent: links.parent,
     isBridge: bridge,
-    bootVga: bootVga === '1',
-    resetMethods: reset === null ? [] : reset.split(/\s+/).filter(Boolean),
-    sriovTotalVfs: sysfsInt(total),
-    sriovNumVfs: sysfsInt(num),
+    bootVga: a.boot_vga === '1',
+    resetMethods: reset === undefined ? [] : reset.split(/\s+/).filter(Boolean),
+    sriovTotalVfs: sysfsInt(a.sriov_totalvfs ?? null),
+    sriovNumVfs: sysfsInt(a.sriov_numvfs ?? null),
     physfn: links.physfn,
     virtfns: links.virtfns,
   };

@@ -4,7 +4,19 @@ import * as path from 'node:path';
 import { errnoOf } from '../errors.js';
 import type { DomainEvent } from '../events/events.js';
 import type { Logger } from '../util/logger.js';
-import type { History, HistoryHealth } from '../state/history.js';
+import {
+  DEFAULT_DIGEST_LIMITS,
+  DIGEST_FORMAT,
+  digestEvents,
+  emptyDigest,
+  foldDigest,
+  type DigestLimits,
+  type History,
+  type HistoryDigest,
+  type HistoryHealth,
+  type HistoryRead,
+} from '../state/history.js';
+import { writeFileAtomic } from './file-atomic.js';
 
 export interface FileHistoryOptions {
   /** Rotate when the current file would pass this size. */
@@ -13,8 +25,13 @@ export interface FileHistoryOptions {
   keep?: number;
   /** Events kept in memory for `recent`: status reads these, never the file. */
   window?: number;
+  /** What the digest of rotated-out files keeps per device (history-devices.json). */
+  digest?: DigestLimits;
   logger?: Logger;
 }
+
+/** A digest larger than this is not read (it cannot be one this code wrote within its limits). */
+const DIGEST_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
  * O_NOFOLLOW: a symlink planted as history.jsonl is refused (ELOOP), never appended through.
@@ -26,12 +43,16 @@ const READ_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O
 
 /**
  * Append-only JSON lines; when the file passes maxBytes it becomes history.jsonl.1 (and older
- * ones shift up to `keep`). Appends are serialised so lines never interleave. The newest
+ * ones shift up to `keep`). The oldest file is folded into history-devices.json (a per-device
+ * digest, bounded: see foldDigest) before it is dropped, so `passthru why` can tell weeks of a
+ * device's life while the history stays within (keep + 1) * maxBytes plus the digest. Appends are serialised so lines never interleave. The newest
  * `window` events stay in memory, read once from the files at the first use: a status request
  * costs no file read, however large the history is (adversarial finding 4).
  */
 export class FileHistory implements History {
   private readonly file: string;
+  private readonly digestFile: string;
+  private readonly digestLimits: DigestLimits;
   private readonly maxBytes: number;
   private readonly keep: number;
   private readonly window: number;
@@ -49,6 +70,8 @@ export class FileHistory implements History {
 
   constructor(dir: string, opts: FileHistoryOptions = {}) {
     this.file = path.join(dir, 'history.jsonl');
+    this.digestFile = path.join(dir, 'history-devices.json');
+    this.digestLimits = opts.digest ?? DEFAULT_DIGEST_LIMITS;
     this.maxBytes = opts.maxBytes ?? 1024 * 1024;
     this.keep = opts.keep ?? 3;
     this.window = opts.window ?? 200;
@@ -82,6 +105,63 @@ export class FileHistory implements History {
 
   health(): HistoryHealth {
     return { writeErrors: this.errors, lastError: this.lastError };
+  }
+
+  /**
+   * The digest, then every file oldest first; read-only (`passthru why` without an agent reads
+   * another process's history this way). Appends already made are waited for.
+   */
+  async readAll(): Promise<HistoryRead> {
+    await this.chain;
+    const out = digestEvents(await this.readDigest());
+    for (let i = this.keep; i >= 0; i--) {
+      const f = i === 0 ? this.file : `${this.file}.${i}`;
+      out.events.push(...parseLines(await this.readTail(f)));
+    }
+    return out;
+  }
+
+  private async readDigest(): Promise<HistoryDigest> {
+    let fh: fs.FileHandle;
+    try {
+      fh = await fs.open(this.digestFile, READ_FLAGS);
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return emptyDigest();
+      throw e;
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile() || st.size > DIGEST_MAX_BYTES) return emptyDigest();
+      const raw: unknown = JSON.parse((await fh.readFile()).toString('utf8'));
+      if (
+        typeof raw === 'object' &&
+        raw !== null &&
+        'format' in raw &&
+        raw.format === DIGEST_FORMAT &&
+        'devices' in raw &&
+        typeof raw.devices === 'object' &&
+        raw.devices !== null
+      )
+        return raw as HistoryDigest;
+      throw new Error('not a history digest');
+    } catch (e) {
+      // A torn or foreign digest loses only the oldest detail: say so, start a new one.
+      this.log?.error(
+        { file: this.digestFile, err: e instanceof Error ? e.message : String(e) },
+        'history digest unreadable; starting a new one',
+      );
+      return emptyDigest();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** The oldest rotated file, about to be dropped, goes into the digest first. */
+  private async compact(oldest: string): Promise<void> {
+    const events = parseLines(await this.readTail(oldest));
+    if (events.length === 0) return;
+    const next = foldDigest(await this.readDigest(), events, this.digestLimits);
+    await writeFileAtomic(this.digestFile, `${JSON.stringify(next)}\n`, 0o600);
   }
 
   private remember(e: DomainEvent): void {
@@ -125,13 +205,7 @@ export class FileHistory implements History {
       if (i === 0 && text !== '' && !text.endsWith('\n')) this.needsNewline = true;
       lines = [...text.split('\n').filter(Boolean), ...lines];
     }
-    for (const l of lines.slice(-this.window)) {
-      try {
-        this.ring.push(JSON.parse(l) as DomainEvent);
-      } catch {
-        // A torn last line after a crash is skipped, not fatal.
-      }
-    }
+    this.ring.push(...parseLines(lines.slice(-this.window).join('\n')));
   }
 
   /** At most maxBytes from the end of a file: a file grown past rotation is not read whole. */
@@ -163,6 +237,7 @@ export class FileHistory implements History {
       await fs.mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
     }
     if (this.size > 0 && this.size + line.length > this.maxBytes) {
+      await this.compact(`${this.file}.${String(Math.max(1, this.keep))}`);
       for (let i = this.keep - 1; i >= 1; i--) {
         await fs.rename(`${this.file}.${i}`, `${this.file}.${i + 1}`).catch(() => undefined);
       }
@@ -181,4 +256,17 @@ export class FileHistory implements History {
       await fh.close();
     }
   }
+}
+
+function parseLines(text: string): DomainEvent[] {
+  const out: DomainEvent[] = [];
+  for (const l of text.split('\n')) {
+    if (l === '') continue;
+    try {
+      out.push(JSON.parse(l) as DomainEvent);
+    } catch {
+      // A torn last line after a crash is skipped, not fatal.
+    }
+  }
+  return out;
 }

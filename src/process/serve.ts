@@ -17,7 +17,12 @@ import { writeFileAtomic } from './file-atomic.js';
 import { AgentLifecycle, type PodUse } from '../agent/routes.js';
 import { withTimeout } from '../engine/timeout.js';
 import { requestAgent } from './socket-client.js';
-import { buildApiServer } from './socket-server.js';
+import { buildApiServer, type TcpListener } from './socket-server.js';
+import { HttpAuth } from '../http/auth.js';
+import { AgentMetrics } from '../http/metrics.js';
+import type { DevicePluginCounters } from '../deviceplugin/counters.js';
+import { urlOf, type ListenAddress } from '../http/listen-address.js';
+import { loadOrCreateToken } from './file-token.js';
 
 /**
  * How a passthru process builds and serves its agent on a state folder: the production
@@ -38,15 +43,22 @@ export interface AgentProcessDeps {
   engine?: Partial<EngineOptions> | undefined;
   keeper?: Partial<KeeperOptions> | undefined;
   /** Serve kubelet device plugins from this folder once the agent runs. */
-  devicePlugins?: { dir: string } | undefined;
+  devicePlugins?:
+    { dir: string; resourceNameOf?: (address: string) => string | undefined } | undefined;
   /**
    * The udev rules `boot-config` wrote (70-passthru.rules under the host root): while the file
    * exists, the agent rewrites it whenever the claims change, so a claimed device stays off its
    * host driver at the next boot or hot re-add.
    */
   udevRules?: string | undefined;
+  /** The HTTP API's TCP listener (`agent --listen`); none when absent. */
+  listen?: ListenAddress | undefined;
+  /** Where the listener's URL is announced for the operator (stdout); the log has it too. */
+  announce?: ((text: string) => void) | undefined;
   /** Runs beside the agent's loops once it has started (Kubernetes mode), until the signal. */
-  alongside?: ((agent: Agent, signal: AbortSignal) => Promise<void>) | undefined;
+  alongside?:
+    | ((agent: Agent, signal: AbortSignal, pods: () => Promise<PodUse[]> | null) => Promise<void>)
+    | undefined;
 }
 
 /** The FileHistory behind each agent, for its write failures in status. */
@@ -101,17 +113,35 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
   try {
     const history = histories.get(agent);
     const pods: { lookup: (() => Promise<PodUse[]>) | null } = { lookup: null };
-    const api = await buildApiServer({
-      pods,
-      agent,
-      sim: d.sim,
-      lifecycle,
-      logger: d.logger,
-      ...(history ? { history } : {}),
+    // Made at the first start and kept: the operator's scripts and page sessions stay valid.
+    const token = await loadOrCreateToken(d.stateDir);
+    const pluginCounters: { current: DevicePluginCounters | null } = { current: null };
+    const metrics = new AgentMetrics(agent, {
+      ...(d.devicePlugins ? { devicePlugins: () => pluginCounters.current } : {}),
     });
+    const api = await buildApiServer(
+      {
+        pods,
+        agent,
+        sim: d.sim,
+        lifecycle,
+        logger: d.logger,
+        ...(history ? { history } : {}),
+      },
+      {},
+      {
+        auth: new HttpAuth({ token, now: () => d.clock.now() }),
+        plugins: [
+          (app) => {
+            metrics.register(app);
+          },
+        ],
+      },
+    );
     // The socket opens before the first reconcile: status answers `starting` meanwhile, and
     // CLI calls reach the agent instead of falling back to direct mode and its lock.
     await api.listenUnix(d.socket);
+    if (d.listen) announceListener(d, await api.listenTcp(d.listen));
     try {
       try {
         await agent.start({ loadModules: true });
@@ -125,12 +155,16 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
         { host: d.host.description, stateDir: d.stateDir, socket: d.socket },
         'agent running',
       );
-      const plugins = d.devicePlugins ? await startPlugins(d, d.devicePlugins.dir, agent) : null;
+      const plugins = d.devicePlugins ? await startPlugins(d, d.devicePlugins, agent) : null;
+      if (plugins) pluginCounters.current = plugins.counters;
       // Status shows which pod holds which device; the kubelet gets 300 ms to say.
       if (plugins)
         pods.lookup = () => withTimeout(d.clock, 300, 'pod-resources List', plugins.podDevices());
       try {
-        await Promise.all([agent.run(ac.signal), d.alongside?.(agent, ac.signal)]);
+        await Promise.all([
+          agent.run(ac.signal),
+          d.alongside?.(agent, ac.signal, () => pods.lookup?.() ?? null),
+        ]);
       } finally {
         // An intentional stop tells the kubelet "no devices" before the sockets go.
         await plugins?.stop();
@@ -138,12 +172,25 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
       }
     } finally {
       await api.close();
+      metrics.close();
     }
   } finally {
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);
     unlock();
   }
+}
+
+function announceListener(d: AgentProcessDeps, l: TcpListener): void {
+  const text = l.loopback
+    ? `HTTP API on ${l.url} (reads open on loopback; writes need the token: passthru token)`
+    : `HTTP API on ${l.url}: not a loopback address, so every request, reads included, needs the token (passthru token)`;
+  if (!l.loopback)
+    d.logger.warn(
+      { url: urlOf(l.host, l.port) },
+      'HTTP API on a non-loopback address: token required for everything',
+    );
+  d.announce?.(`${text}\n`);
 }
 
 /** Attaches the udev-rules keeper when boot-config was enabled (its rules file exists). */
@@ -169,7 +216,11 @@ async function keepUdevRules(d: AgentProcessDeps, agent: Agent): Promise<UdevRul
 }
 
 /** Loaded only when asked for: gRPC and the protos cost memory an agent without them need not pay. */
-async function startPlugins(d: AgentProcessDeps, dir: string, agent: Agent) {
+async function startPlugins(
+  d: AgentProcessDeps,
+  dp: NonNullable<AgentProcessDeps['devicePlugins']>,
+  agent: Agent,
+) {
   const { startAgentDevicePlugins } = await import('../deviceplugin/start-for-agent.js');
   return startAgentDevicePlugins({
     agent,
@@ -177,6 +228,7 @@ async function startPlugins(d: AgentProcessDeps, dir: string, agent: Agent) {
     clock: d.clock,
     logger: d.logger,
     names: d.names,
-    dir,
+    dir: dp.dir,
+    ...(dp.resourceNameOf ? { resourceNameOf: dp.resourceNameOf } : {}),
   });
 }

@@ -9,6 +9,8 @@ import { PtError, errnoOf } from '../errors.js';
 import { ensurePrivateDir, currentUid } from './file-private-dir.js';
 import type { Logger } from '../util/logger.js';
 import { registerRoutes, type ApiContext } from '../agent/routes.js';
+import { markConnection, type HttpAuth } from '../http/auth.js';
+import { urlOf, type ListenAddress } from '../http/listen-address.js';
 
 export interface ApiLimits {
   bodyLimit: number;
@@ -34,12 +36,33 @@ export interface ApiServer {
   app: FastifyInstance;
   /** Serves the app on a unix socket (the control socket). */
   listenUnix(socketPath: string): Promise<Listener>;
+  /**
+   * Serves the app on TCP (the HTTP API), with the auth policy of the address: reads open on a
+   * loopback address, everything behind the token elsewhere. Needs `auth` (buildApiServer).
+   */
+  listenTcp(address: ListenAddress): Promise<TcpListener>;
   /** Every listener closed, then the app. */
   close(): Promise<void>;
 }
 
 export interface Listener {
   close(): Promise<void>;
+}
+
+export interface TcpListener extends Listener {
+  /** The bound address and port (the chosen one when asked for port 0). */
+  host: string;
+  port: number;
+  loopback: boolean;
+  url: string;
+}
+
+/** What the app serves besides the control socket's routes. */
+export interface ApiExtras {
+  /** The HTTP API's auth (src/http/auth.ts): its hooks and session routes; TCP needs it. */
+  auth?: HttpAuth;
+  /** More routes on the same app (/metrics, the page), registered after auth and the API. */
+  plugins?: ((app: FastifyInstance) => void | Promise<void>)[];
 }
 
 type Compilers = NonNullable<
@@ -70,6 +93,7 @@ const typeboxCompilers: Compilers = {
 export async function buildApiServer(
   ctx: ApiContext,
   limits: Partial<ApiLimits> = {},
+  extras: ApiExtras = {},
 ): Promise<ApiServer> {
   const lim = { ...API_LIMITS, ...limits };
   const log = ctx.logger.child({ component: 'api' });
@@ -101,7 +125,18 @@ export async function buildApiServer(
     log.debug({ method: req.method, url: req.url }, 'request');
     return undefined;
   });
+  // Forms from the page: parsed by the platform's URLSearchParams, within the same body limit.
+  app.addContentTypeParser(
+    'application/x-www-form-urlencoded',
+    { parseAs: 'string', bodyLimit: lim.bodyLimit },
+    (_req, body, done) => {
+      done(null, formFields(body as string));
+    },
+  );
+  // Auth's hooks go first: every route after it, the page's included, is covered.
+  if (extras.auth) await extras.auth.register(app);
   registerRoutes(app, ctx);
+  for (const p of extras.plugins ?? []) await p(app);
   await app.ready();
   const requestHandler = handler as http.RequestListener | null;
   if (requestHandler === null) throw new Error('fastify did not call serverFactory');
@@ -117,18 +152,26 @@ export async function buildApiServer(
     return server;
   };
 
+  const track = <L extends Listener>(l: L): L => {
+    const tracked: L = {
+      ...l,
+      close: async () => {
+        listeners.delete(tracked);
+        await l.close();
+      },
+    };
+    listeners.add(tracked);
+    return tracked;
+  };
+
   return {
     app,
-    listenUnix: async (socketPath) => {
-      const l = await listenUnix(newServer(), socketPath, log);
-      const tracked: Listener = {
-        close: async () => {
-          listeners.delete(tracked);
-          await l.close();
-        },
-      };
-      listeners.add(tracked);
-      return tracked;
+    listenUnix: async (socketPath) => track(await listenUnix(newServer(), socketPath, log)),
+    listenTcp: async (address) => {
+      // Without auth a TCP listener would be an open door: refuse to build one.
+      if (!extras.auth)
+        throw new Error('listenTcp needs the HTTP API auth (buildApiServer extras)');
+      return track(await listenTcp(newServer(), address, log));
     },
     close: async () => {
       for (const l of [...listeners]) await l.close();
@@ -187,6 +230,64 @@ async function listenUnix(server: http.Server, socketPath: string, log: Logger):
           .catch(() => undefined);
       }),
   };
+}
+
+/**
+ * The HTTP API on TCP. Each connection is marked with the listener's kind before any request
+ * on it is read: auth decides by it (src/http/auth.ts), not by the peer's address, so a
+ * non-loopback listener asks for the token even from 127.0.0.1.
+ */
+async function listenTcp(
+  server: http.Server,
+  address: ListenAddress,
+  log: Logger,
+): Promise<TcpListener> {
+  const kind = address.loopback ? 'loopback' : 'remote';
+  server.on('connection', (socket) => {
+    markConnection(socket, kind);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e) => {
+      const errno = errnoOf(e);
+      reject(
+        errno === 'EADDRINUSE' || errno === 'EADDRNOTAVAIL' || errno === 'EACCES'
+          ? new PtError(
+              errno === 'EACCES' ? 'PT_ERR_PERMISSION' : 'PT_ERR_INVALID_ARGUMENT',
+              `cannot listen on ${urlOf(address.host, address.port)}: ${errno}`,
+            )
+          : e,
+      );
+    });
+    server.listen({ host: address.host, port: address.port, exclusive: true }, () => {
+      resolve();
+    });
+  });
+  const bound = server.address() as net.AddressInfo;
+  const url = urlOf(address.host, bound.port);
+  log.info({ url, loopback: address.loopback }, 'HTTP API listening');
+  return {
+    host: address.host,
+    port: bound.port,
+    loopback: address.loopback,
+    url,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** `a=1&b=2&b=3` as `{ a: '1', b: ['2', '3'] }`; `__proto__` and friends are plain keys. */
+function formFields(body: string): Record<string, string | string[]> {
+  const out = Object.create(null) as Record<string, string | string[]>;
+  for (const [k, v] of new URLSearchParams(body)) {
+    const prev = out[k];
+    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return out;
 }
 
 async function removeStaleSocket(socketPath: string): Promise<void> {

@@ -1,4 +1,5 @@
-import { pino, type DestinationStream, type Logger } from 'pino';
+import { createRequire } from 'node:module';
+import type { DestinationStream, Logger } from 'pino';
 
 export type { Logger };
 export type LogFormat = 'json' | 'pretty';
@@ -14,7 +15,20 @@ const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
 /** Set once the process exits: from then on a full stderr pipe is given up on, not waited for. */
 let exiting = false;
-const destinations: ReturnType<typeof pino.destination>[] = [];
+const destinations: ReturnType<Pino['destination']>[] = [];
+
+type Pino = typeof import('pino').pino;
+let pinoLib: Pino | undefined;
+
+/**
+ * pino, loaded on first use: a command that logs nothing (`list`) does not pay for it at start
+ * (issue 11). pino is CommonJS, so require loads it synchronously and a logger can be made on
+ * first access (see lazyLogger).
+ */
+function pino(): Pino {
+  pinoLib ??= (createRequire(import.meta.url)('pino') as typeof import('pino')).pino;
+  return pinoLib;
+}
 
 // Registered before any destination exists, so it runs before pino's own exit flush, which
 // would otherwise retry a full pipe forever and keep the process from exiting.
@@ -31,7 +45,7 @@ process.once('exit', () => {
 });
 
 function stderrDestination(): DestinationStream {
-  const d = pino.destination({
+  const d = pino().destination({
     dest: 2,
     sync: false,
     maxLength: MAX_BUFFERED_BYTES,
@@ -45,17 +59,26 @@ function stderrDestination(): DestinationStream {
  * The one logger, made at the composition root; components take children of it. Writes to
  * stderr asynchronously. pino-pretty (15 packages) is loaded only for `--log-format pretty`.
  */
-export async function makeLogger(level: LogLevel, format: LogFormat): Promise<Logger> {
+export function makeLogger(level: LogLevel, format: LogFormat): Logger {
   if (format === 'pretty') {
-    const { default: pretty } = await import('pino-pretty');
-    return pino(
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
+    return pino()(
       { level, base: { name: 'passthru' } },
-      pretty({ destination: stderrDestination(), colorize: false }),
+      pretty.build({ destination: stderrDestination(), colorize: false }),
     );
   }
-  return pino({ level, base: { name: 'passthru' } }, stderrDestination());
+  return pino()({ level, base: { name: 'passthru' } }, stderrDestination());
+}
+
+/**
+ * A logger made on first use: `get()` builds it (and loads pino) the first time it is called.
+ * The composition root hands commands one of these, so commands that never log never load it.
+ */
+export function lazyLogger(level: LogLevel, format: LogFormat): () => Logger {
+  let made: Logger | undefined;
+  return () => (made ??= makeLogger(level, format));
 }
 
 export function silentLogger(): Logger {
-  return pino({ level: 'silent' });
+  return pino()({ level: 'silent' });
 }

@@ -87,6 +87,39 @@ export const HOST_PORT_CONTRACT: ContractCase[] = [
     },
   },
   {
+    name: 'readDevice: equals readDeviceAttr and readDeviceLinks one by one, leaves absent attributes out, modalias carries the ids; null for an absent device',
+    async run(f) {
+      const p = f.port;
+      const attrs = [
+        'modalias',
+        'vendor',
+        'device',
+        'subsystem_vendor',
+        'subsystem_device',
+        'class',
+        'revision',
+        'numa_node',
+        'driver_override',
+        'sriov_numvfs',
+      ] as const;
+      for (const a of [f.nic, f.driverless]) {
+        const got = await p.readDevice(a, attrs);
+        assert.ok(got !== null, `${a} is read`);
+        for (const attr of attrs)
+          assert.equal(got.attrs[attr] ?? null, await p.readDeviceAttr(a, attr), `${a} ${attr}`);
+        assert.deepEqual(got.links, await p.readDeviceLinks(a));
+        assert.equal('sriov_numvfs' in got.attrs, false);
+        const hex = (attr: (typeof attrs)[number], digits: number): string =>
+          (got.attrs[attr] ?? '').replace(/^0x/, '').toUpperCase().padStart(digits, '0');
+        assert.equal(
+          got.attrs.modalias,
+          `pci:v${hex('vendor', 8)}d${hex('device', 8)}sv${hex('subsystem_vendor', 8)}sd${hex('subsystem_device', 8)}bc${hex('class', 6).slice(0, 2)}sc${hex('class', 6).slice(2, 4)}i${hex('class', 6).slice(4, 6)}`,
+        );
+      }
+      assert.equal(await p.readDevice('0000:ff:1f.7' as PciAddress, attrs), null);
+    },
+  },
+  {
     name: 'readDeviceLinks: the host driver, an IOMMU group, no SR-IOV links; listDrivers has the driver',
     async run(f) {
       const l = await f.port.readDeviceLinks(f.nic);

@@ -9,6 +9,7 @@ import type {
   DeviceAttr,
   DeviceHolder,
   DeviceLinks,
+  DeviceReading,
   HostPort,
   HostUses,
   KernelInfo,
@@ -249,6 +250,9 @@ export class RemoteHost implements HostPort {
   }
   readDeviceLinks(addr: PciAddress): Promise<DeviceLinks> {
     return this.call('readDeviceLinks', addr);
+  }
+  readDevice(addr: PciAddress, attrs: readonly DeviceAttr[]): Promise<DeviceReading | null> {
+    return this.call('readDevice', addr, attrs);
   }
   deviceExists(addr: PciAddress): Promise<boolean> {
     return this.call('deviceExists', addr);

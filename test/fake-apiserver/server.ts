@@ -55,11 +55,13 @@ export interface ClientStats {
 
 export interface Fault {
   /** Which requests it applies to; all when absent. */
-  match?: (r: { method: string; path: string; client: string }) => boolean;
+  match?: (r: { method: string; path: string; client: string; watch: boolean }) => boolean;
   status: number;
   /** How many requests it answers; Infinity for "until cleared". */
   times: number;
   retryAfterSeconds?: number;
+  /** Accept the request and never answer it (a stuck server or proxy); `status` is unused. */
+  hang?: boolean;
 }
 
 export interface FakeApiServerOptions {
@@ -67,6 +69,8 @@ export interface FakeApiServerOptions {
   /** Events kept for watch resumption; small values force 410s. */
   historySize?: number;
   now?: () => number;
+  /** Apply the twin of deploy/policy.yaml (default true); false: a cluster without it. */
+  policy?: boolean;
 }
 
 class HttpError extends Error {
@@ -119,6 +123,7 @@ export class FakeApiServer {
   private readonly stats = new Map<string, ClientStats>();
   private faults: Fault[] = [];
   private down = false;
+  private readonly policy: boolean;
   private readonly now: () => number;
   latencyMs = 0;
   port = 0;
@@ -127,6 +132,7 @@ export class FakeApiServer {
     this.resources = [...opts.resources, ...builtins];
     for (const r of this.resources) this.objects.set(r, new Map());
     this.historySize = opts.historySize ?? 1000;
+    this.policy = opts.policy ?? true;
     this.now = opts.now ?? Date.now;
     this.server = http.createServer((req, res) => {
       void this.handle(req, res);
@@ -280,10 +286,19 @@ export class FakeApiServer {
     const method = req.method ?? 'GET';
     if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
     const fault = this.faults.find(
-      (f) => f.times > 0 && (f.match?.({ method, path: url.pathname, client }) ?? true),
+      (f) =>
+        f.times > 0 &&
+        (f.match?.({
+          method,
+          path: url.pathname,
+          client,
+          watch: url.searchParams.get('watch') === 'true',
+        }) ??
+          true),
     );
     if (fault) {
       fault.times--;
+      if (fault.hang === true) return;
       const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/json' };
       if (fault.retryAfterSeconds !== undefined)
         headers['retry-after'] = String(fault.retryAfterSeconds);
@@ -550,7 +565,7 @@ export class FakeApiServer {
     obj.apiVersion = gv(r);
     obj.kind = r.kind;
     this.check(r, name, obj, undefined, o.strict);
-    if (r.plural === 'pcideviceclaims') {
+    if (r.plural === 'pcideviceclaims' && this.policy) {
       const denied = admitClaim('CREATE', obj, undefined);
       if (denied !== null) throw new HttpError(422, 'Invalid', denied);
     }
@@ -609,7 +624,7 @@ export class FakeApiServer {
       ]);
     }
     this.check(r, String(cur.name), next, current, strict);
-    if (r.plural === 'pcideviceclaims' && !statusOnly) {
+    if (r.plural === 'pcideviceclaims' && !statusOnly && this.policy) {
       const denied = admitClaim('UPDATE', next, current);
       if (denied !== null) throw new HttpError(422, 'Invalid', denied);
     }

@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { AgentEnv } from '../agent-commands.js';
+import { parseListenAddress, type ListenAddress } from '../../http/listen-address.js';
 import { msOption } from '../options.js';
 import type { CommandContext } from '../program.js';
 
@@ -26,6 +27,11 @@ export function addAgentCommand(program: Command, ctx: CommandContext, aenv: Age
       'give up on a blocked unbind after this long (100 to 600000)',
       msOption('--unbind-timeout-ms', 100, 600_000),
       10_000,
+    )
+    .option(
+      '--listen <addr:port>',
+      'serve the HTTP API and /metrics on TCP: 127.0.0.1:8080, [::1]:8080, 0.0.0.0:9100 (token for everything), or off (default off; with --sim 127.0.0.1:0, a free port, printed)',
+      (v: string) => (v === 'off' ? 'off' : parseListenAddress(v)),
     )
     .option('--no-uevents', 'do not use udevadm monitor as a uevent source (poll only)')
     .option(
@@ -63,6 +69,7 @@ export function addAgentCommand(program: Command, ctx: CommandContext, aenv: Age
           devicePluginDir: string;
           kubernetes?: boolean;
           kubeconfig?: string;
+          listen?: ListenAddress | 'off';
         },
         cmd: Command,
       ) => {
@@ -77,7 +84,12 @@ export function addAgentCommand(program: Command, ctx: CommandContext, aenv: Age
           keeper: { pollMs: o.pollMs },
           uevents: o.uevents,
         });
+        // A simulated host is a place to try things: its API is on loopback unless told not to.
+        // A live host opens no port unless asked.
+        const listen =
+          o.listen ?? (rt.sim !== null ? parseListenAddress('127.0.0.1:0') : ('off' as const));
         await aenv.serveAgent(rt, agent, {
+          ...(listen !== 'off' ? { listen } : {}),
           ...(o.devicePlugin === true ? { devicePluginDir: o.devicePluginDir } : {}),
           ...(o.kubernetes === true
             ? { kubernetes: o.kubeconfig !== undefined ? { kubeconfig: o.kubeconfig } : {} }

@@ -5,6 +5,8 @@ import type { AgentEnv } from '../agent-commands.js';
 import { agentWrite } from '../api-client.js';
 import type { CommandContext } from '../program.js';
 import { claimsExitCode, claimsText } from '../render.js';
+import { dryRunClaim, type DryRunPlan } from '../../preview/dry-run.js';
+import { directDeps, printPlan } from '../dry-run-text.js';
 
 export function addClaimCommand(program: Command, ctx: CommandContext, aenv: AgentEnv): void {
   program
@@ -22,11 +24,21 @@ export function addClaimCommand(program: Command, ctx: CommandContext, aenv: Age
       '--accept-change',
       'a different card now sits at a claimed address: take it (records its ids)',
     )
+    .option(
+      '--dry-run',
+      'print the exact plan (every sysfs write, modprobe, companion, unbind and refusal) and write nothing',
+    )
     .option('--json', 'print JSON')
     .action(
       async (
         addrs: string[],
-        o: { withGroup?: boolean; force?: boolean; acceptChange?: boolean; json?: boolean },
+        o: {
+          withGroup?: boolean;
+          force?: boolean;
+          acceptChange?: boolean;
+          dryRun?: boolean;
+          json?: boolean;
+        },
         cmd: Command,
       ) => {
         const addresses = parseAddresses(addrs);
@@ -38,6 +50,13 @@ export function addClaimCommand(program: Command, ctx: CommandContext, aenv: Age
           acceptChange: o.acceptChange === true,
           source: 'cli' as const,
         };
+        if (o.dryRun === true) {
+          const plan =
+            ((await agentWrite(aenv, rt, '/v1/claims/dry-run', body)) as DryRunPlan | null) ??
+            (await dryRunClaim(await directDeps(aenv, rt), addresses, body));
+          printPlan(ctx, plan, o.json === true);
+          return;
+        }
         let claims: ClaimStatus[];
         const answer = (await agentWrite(aenv, rt, '/v1/claims', body)) as {
           claims: ClaimStatus[];

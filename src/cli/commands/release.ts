@@ -6,12 +6,15 @@ import type { AgentEnv } from '../agent-commands.js';
 import { agentRead, agentWrite } from '../api-client.js';
 import type { CommandContext } from '../program.js';
 import { releaseText } from '../render.js';
+import { dryRunRelease, type DryRunPlan } from '../../preview/dry-run.js';
+import { directDeps, printPlan } from '../dry-run-text.js';
 
 /** How often `release --wait` asks the agent whether the pending releases are done. */
 const WAIT_POLL_MS = 250;
 
 interface ReleaseFlags {
   json?: boolean;
+  dryRun?: boolean;
   wait?: boolean;
   abandon?: boolean;
 }
@@ -29,6 +32,10 @@ export function addReleaseCommand(program: Command, ctx: CommandContext, aenv: A
       '--abandon',
       'give up restoring: drop the ledger entries and write nothing to the devices',
     )
+    .option(
+      '--dry-run',
+      'print the exact plan (every sysfs write, companion, unbind and refusal) and write nothing',
+    )
     .option('--json', 'print JSON')
     .action(async (addrs: string[], o: ReleaseFlags, cmd: Command) => {
       const addresses = parseAddresses(addrs);
@@ -36,6 +43,21 @@ export function addReleaseCommand(program: Command, ctx: CommandContext, aenv: A
         throw new PtError('PT_ERR_INVALID_ARGUMENT', '--wait and --abandon exclude each other');
       const rt = await ctx.runtime(cmd);
       const body = { addresses, wait: o.wait === true, abandon: o.abandon === true };
+      if (o.dryRun === true) {
+        if (o.abandon === true)
+          throw new PtError(
+            'PT_ERR_INVALID_ARGUMENT',
+            '--abandon writes nothing: no dry run needed',
+          );
+        const plan =
+          ((await agentWrite(aenv, rt, '/v1/release/dry-run', {
+            addresses,
+            wait: body.wait,
+          })) as DryRunPlan | null) ??
+          (await dryRunRelease(await directDeps(aenv, rt), addresses, { wait: body.wait }));
+        printPlan(ctx, plan, o.json === true);
+        return;
+      }
       let released: ReleaseOutcome[];
       const answer = (await agentWrite(aenv, rt, '/v1/release', body)) as {
         released: ReleaseOutcome[];

@@ -229,20 +229,71 @@ export class RootedFs {
   }
 
   readdir(p: string): string[] {
+    return this.readdirOrNull(p) ?? [];
+  }
+
+  /** The directory's entry names; null when it is absent, unreadable or leaves the tree. */
+  readdirOrNull(p: string): string[] | null {
     const at = this.readPath(`${p}/.`);
-    if (at === null) return [];
+    if (at === null) return null;
     try {
       return fsSync.readdirSync(at);
     } catch {
-      return [];
+      return null;
     }
   }
 
-  /** The basename of a symlink's target; null when absent or (under a tree) leading out of it. */
+  /**
+   * A sysfs attribute's text, like readText but cheaper: one read into a shared buffer. A sysfs
+   * attribute's show function prints at most a page and read(2) returns it whole, as does a
+   * regular file in a tree unless it is larger than the buffer (then the rest is read too).
+   */
+  readAttrText(p: string): string | null {
+    const at = this.readPath(p);
+    if (at === null) return null;
+    let fd: number;
+    try {
+      fd = fsSync.openSync(at, this.readFlags);
+    } catch (e) {
+      const inside = this.followInside(p, e);
+      if (inside === null) return absentOrThrow(e);
+      return this.readTextAt(inside);
+    }
+    let text: string | null | undefined;
+    try {
+      if (!fsSync.fstatSync(fd).isFile()) text = null;
+      else {
+        const n = fsSync.readSync(fd, scratch, 0, scratch.length, null);
+        if (n < scratch.length) text = trimNewline(scratch.toString('utf8', 0, n));
+      }
+    } catch (e) {
+      text = absentOrThrow(e);
+    } finally {
+      fsSync.closeSync(fd);
+    }
+    return text === undefined ? this.readText(p) : text;
+  }
+
+  /**
+   * The basename of a symlink's target; null when absent or (under a tree) leading out of it.
+   * Under a tree the target is judged by its text, resolved against the link's real directory:
+   * only the name is used here, and every write that follows a name (unbind through the
+   * driver link) resolves its own path and is confined again (writablePath).
+   */
   readLinkBase(p: string): string | null {
-    const target = this.readLink(p);
-    if (target === null) return null;
-    if (!this.live && this.resolved(p) === null) return null;
+    if (this.live) {
+      const target = this.readLink(p);
+      return target === null ? null : path.basename(target);
+    }
+    const at = this.readPath(p);
+    if (at === null) return null;
+    let target: string;
+    try {
+      target = fsSync.readlinkSync(at);
+    } catch {
+      return null;
+    }
+    if (!this.inside(path.resolve(path.dirname(at), target))) return null;
     return path.basename(target);
   }
 
@@ -305,6 +356,8 @@ export class RootedFs {
 }
 
 const READ_CHUNK = 65536;
+/** Reused by every synchronous attribute read (the text is copied out before the next). */
+const scratch = Buffer.allocUnsafe(READ_CHUNK);
 const DIR_CACHE_MAX = 50_000;
 /** procfs files the agent reads (/proc/modules, mounts) stay far below this. */
 const MAX_TEXT = 16 * 1024 * 1024;

@@ -14,6 +14,7 @@ import {
   canonicalModuleName,
   isValidDriverName,
   type DeviceAttr,
+  type DeviceReading,
   type DeviceHolder,
   type DeviceLinks,
   type HostPort,
@@ -262,6 +263,20 @@ export class SimKernel {
     return Promise.resolve(this.attrNow(addr, attr));
   }
 
+  /** readDevice: like readAttr per attribute (lock-taking ones wait for the device lock). */
+  async readDevice(addr: PciAddress, attrs: readonly DeviceAttr[]): Promise<DeviceReading | null> {
+    if (!this.s.devices.has(addr)) return null;
+    const texts = await Promise.all(attrs.map((a) => this.readAttr(addr, a)));
+    const out: Partial<Record<DeviceAttr, string>> = {};
+    attrs.forEach((a, i) => {
+      const t = texts[i];
+      if (t !== null && t !== undefined) out[a] = t;
+    });
+    // The device may have gone while a lock-taking read waited.
+    if (!this.s.devices.has(addr)) return null;
+    return { attrs: out, links: this.links(addr) };
+  }
+
   private attrNow(addr: PciAddress, attr: DeviceAttr): string | null {
     const d = this.s.devices.get(addr);
     if (!d) return null;
@@ -294,6 +309,11 @@ export class SimKernel {
         return d.sriov ? d.sriov.vfDevice : null;
       case 'label':
         return d.label;
+      case 'modalias': {
+        const id = (h: string): string => h.toUpperCase().padStart(8, '0');
+        const c = d.classId.toUpperCase();
+        return `pci:v${id(d.vendor)}d${id(d.device)}sv${id(d.subsystemVendor)}sd${id(d.subsystemDevice)}bc${c.slice(0, 2)}sc${c.slice(2, 4)}i${c.slice(4, 6)}`;
+      }
     }
   }
 

@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import {
   canonicalModuleName,
   type DeviceAttr,
+  type DeviceReading,
   type DeviceHolder,
   type DeviceLinks,
   type HostPort,
@@ -69,6 +70,9 @@ export class SimHost implements HostPort {
   }
   readDeviceAttr(addr: PciAddress, attr: DeviceAttr): Promise<string | null> {
     return this.run(() => this.k.readAttr(addr, attr));
+  }
+  readDevice(addr: PciAddress, attrs: readonly DeviceAttr[]): Promise<DeviceReading | null> {
+    return this.run(() => this.k.readDevice(addr, attrs));
   }
   readConfigHeader(addr: PciAddress): Promise<Uint8Array | null> {
     return this.run(() => this.k.configHeader(addr));
