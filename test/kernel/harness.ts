@@ -244,6 +244,8 @@ interface Outcome {
 interface Boot {
   index: number;
   coldplug: 'modprobe' | 'udev';
+  /** The second try of a boot that hung: its console log is kept beside the first one's. */
+  retry?: boolean;
 }
 
 function bootOnce(
@@ -260,7 +262,9 @@ function bootOnce(
     const qemu = spawn('qemu-system-x86_64', qemuArgs(k, initrd, job, scenario, b), {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const consoleLog = fs.createWriteStream(path.join(job, `console-${String(b.index)}.log`));
+    const consoleLog = fs.createWriteStream(
+      path.join(job, `console-${String(b.index)}${b.retry === true ? '-retry' : ''}.log`),
+    );
     let text = '';
     const onData = (c: Buffer): void => {
       consoleLog.write(c);
@@ -355,7 +359,7 @@ async function runScenario(k: Kernel, initrd: string, name: string): Promise<Out
       log(
         `${name}: boot ${String(index)}: no result after ${o.seconds.toFixed(1)} s, retrying once`,
       );
-      o = await bootOnce(k, initrd, name, job, b);
+      o = await bootOnce(k, initrd, name, job, { ...b, retry: true });
     }
     seconds += o.seconds;
     if (boots > 1)
