@@ -576,3 +576,28 @@ test('kubernetes: PCIDevices are owned by their Node: adopted ones get the owner
   await stop(r.node);
   await r.fake.stop();
 });
+
+test('kubernetes: a claim watch whose first response never comes is timed out and retried; the Node gets one ApiWatchStalled Warning and the claim binds once the watch answers', async () => {
+  const fake = await startFake();
+  fake.inject({
+    status: 0,
+    hang: true,
+    times: 2,
+    match: (q) => q.watch && q.path.endsWith('/pcideviceclaims'),
+  });
+  const r = await k8sRig({ fake });
+  await drive(r, () => r.adapter.claims.counts.startTimeouts >= 1, 'the first timeout', 400, 100);
+  await claimNic(r, 0);
+  await drive(r, () => cond(getClaim(r, 0), 'Ready')?.status === 'True', 'Ready=True', 600, 100);
+  assert.equal(r.adapter.claims.counts.startTimeouts, 2);
+  const stalled = (
+    r.fake.list('events') as { reason: string; message: string; involvedObject: { kind: string } }[]
+  ).filter((e) => e.reason === 'ApiWatchStalled');
+  assert.equal(stalled.length, 1, 'once per outage');
+  const ev = stalled[0];
+  assert.ok(ev);
+  assert.equal(ev.involvedObject.kind, 'Node');
+  assert.match(ev.message, /watch pcideviceclaims: no response in 10000 ms/);
+  assert.equal(r.adapter.claims.lastError, null);
+  await stopAll(r);
+});

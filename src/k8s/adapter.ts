@@ -234,9 +234,36 @@ export class KubernetesAdapter {
     }
   }
 
+  /** Watches whose start timed out in the current outage and were reported by an Event. */
+  private readonly stuckReported = new Set<Reflector>();
+
+  /**
+   * A watch that never answers is reported once per outage on the Node (Warning
+   * ApiWatchStalled): writes may still work through a proxy that stalls long requests, and
+   * until it answers the node acts on the claims it last saw.
+   */
+  private reportStuckWatches(): void {
+    for (const r of [this.claims, this.devices]) {
+      const err = r.lastError;
+      if (err === null) {
+        this.stuckReported.delete(r);
+        continue;
+      }
+      if (this.stuckReported.has(r) || !err.includes('no response')) continue;
+      this.stuckReported.add(r);
+      this.events.record(
+        { apiVersion: 'v1', kind: 'Node', name: this.d.node, uid: this.d.node },
+        'Warning',
+        'ApiWatchStalled',
+        `${err}; retrying with backoff, acting on the last claims seen meanwhile`,
+      );
+    }
+  }
+
   /** One reconcile pass; false when an API write failed and the pass should be retried. */
   async pass(): Promise<boolean> {
     this.counts.passes++;
+    this.reportStuckWatches();
     let ok = true;
     const guard = async (what: string, fn: () => Promise<void>): Promise<void> => {
       try {
