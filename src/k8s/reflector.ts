@@ -218,8 +218,7 @@ export class Reflector {
             this.log.warn({ err: msg, attempt: failures + 1 }, 'list/watch start timed out');
             // The owner reports it (an Event on the Node): its health changed.
             if (failures === 0) this.onChange();
-          }
-          else if (failures === 0) this.log.warn({ err: msg }, 'list/watch failed; retrying');
+          } else if (failures === 0) this.log.warn({ err: msg }, 'list/watch failed; retrying');
           else this.log.debug({ err: msg }, 'list/watch failed');
         }
         if (aborted()) break;
