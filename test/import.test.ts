@@ -401,3 +401,18 @@ test('the demo picks what a plain claim takes: the lab NICs on qemu-guest, two G
     withGroup: true,
   });
 });
+
+test('lspci run without root (capabilities <access denied>) imports without SR-IOV or resets and says to use sudo', () => {
+  const denied = VV.replace(/\tCapabilities: \[[^\n]*\n(\t\t[^\n]*\n)*/g, '').replace(
+    /(\tKernel driver in use)/g,
+    '\tCapabilities: <access denied>\n$1',
+  );
+  const r = importTexts({ 'vv.txt': denied, 'groups.txt': GROUPS });
+  assert.ok(r.topology.devices.every((d) => d.sriov === undefined && d.resetMethods === undefined));
+  assert.equal(r.topology.devices[2]?.physfn, undefined);
+  assert.ok(
+    r.assumed.some((a) =>
+      a.startsWith('capabilities of 3 function(s) unreadable (lspci ran without root)'),
+    ),
+  );
+});
