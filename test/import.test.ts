@@ -12,6 +12,11 @@ import { MAX_IMPORT_BYTES } from '../src/cli/commands/import.js';
 import { importTexts } from './import-compare.js';
 import { buildProgram, type CliEnv } from '../src/cli/program.js';
 import { validateTopology } from '../src/topology/format.js';
+import { demoDevices } from '../src/cli/demo.js';
+import { ManualClock } from '../src/host/clock.js';
+import { loadPciIds, loadTopology } from '../src/host/files.js';
+import { SimKernel } from '../src/host/sim/kernel.js';
+import { discover } from '../src/pci/discovery.js';
 
 /** A hand-written two-function card behind a root port, as lspci -vvnn -k -D prints it. */
 const VV = `0000:00:01.0 PCI bridge [0604]: Intel Corporation Device [8086:347a] (rev 04) (prog-if 00 [Normal decode])
@@ -128,7 +133,11 @@ test('import without IOMMU groups or NUMA nodes says what it assumed and groups 
   );
   assert.ok(r.assumed.some((a) => a.startsWith('no IOMMU groups in the input: assumed')));
   assert.ok(r.assumed.some((a) => a.startsWith('no NUMA node in the input')));
-  assert.match(r.topology.description ?? '', /Assumed: \d+/);
+  assert.match(
+    r.topology.description ?? '',
+    /Assumed: .*no IOMMU groups in the input: assumed the IOMMU is on with one group per slot/,
+  );
+  assert.ok((r.topology.description ?? '').length <= 1024);
 });
 
 test('import refuses hostile names and addresses with the file and line', () => {
@@ -374,4 +383,36 @@ test('a refused import writes no file', async () => {
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
+});
+
+test('the demo picks what a plain claim takes: the lab NICs on qemu-guest, two GPUs with their audio on gpu-server-2s', async () => {
+  const { names } = await loadPciIds();
+  const pick = async (name: string): Promise<ReturnType<typeof demoDevices>> => {
+    const kernel = new SimKernel(await loadTopology(name), new ManualClock(1_000));
+    const port = kernel.port();
+    return demoDevices(await discover(port, names), await port.hostUses());
+  };
+  assert.deepEqual(await pick('qemu-guest'), {
+    devices: ['0000:01:00.0', '0000:02:00.0'],
+    withGroup: false,
+  });
+  assert.deepEqual(await pick('gpu-server-2s'), {
+    devices: ['0000:17:00.0', '0000:31:00.0'],
+    withGroup: true,
+  });
+});
+
+test('lspci run without root (capabilities <access denied>) imports without SR-IOV or resets and says to use sudo', () => {
+  const denied = VV.replace(/\tCapabilities: \[[^\n]*\n(\t\t[^\n]*\n)*/g, '').replace(
+    /(\tKernel driver in use)/g,
+    '\tCapabilities: <access denied>\n$1',
+  );
+  const r = importTexts({ 'vv.txt': denied, 'groups.txt': GROUPS });
+  assert.ok(r.topology.devices.every((d) => d.sriov === undefined && d.resetMethods === undefined));
+  assert.equal(r.topology.devices[2]?.physfn, undefined);
+  assert.ok(
+    r.assumed.some((a) =>
+      a.startsWith('capabilities of 3 function(s) unreadable (lspci ran without root)'),
+    ),
+  );
 });

@@ -42,6 +42,15 @@ function isBridgeFn(f: ParsedFunction): boolean {
   return f.classId === '0604' || f.classId === '0609' || f.busRange !== undefined;
 }
 
+/** The topology's description holds 1024 characters: each assumption gets an equal share. */
+function describe(prefix: string, assumed: string[]): string {
+  const max = 1024;
+  const full = `${prefix}${assumed.join('; ')}.`;
+  if (full.length <= max) return full;
+  const share = Math.floor((max - prefix.length - 1) / assumed.length) - 2;
+  return `${prefix}${assumed.map((a) => (a.length > share ? `${a.slice(0, share - 3)}...` : a)).join('; ')}.`;
+}
+
 /**
  * Maps parsed dumps to a topology (docs/topology.md, "Importing lspci output"). Pure: the same
  * dumps give the same topology. Every gap in the input is filled with a stated assumption.
@@ -301,7 +310,10 @@ export function dumpsToTopology(parsed: ParseResult, opts: ImportOptions): Impor
   assumed.push(
     'what the host itself uses (root filesystem, default route) is not in lspci output: recorded as unknown, so storage and network claims are refused unless forced, as on a host passthru cannot trace',
   );
-  const description = `Imported from ${[...parsed.kinds].sort().join(', ')} output. Assumed: ${assumed.length}, see \`passthru import\` output.`;
+  const description = describe(
+    `Imported from ${[...parsed.kinds].sort().join(', ')} output. Assumed: `,
+    assumed,
+  );
   const topology = validateTopology({
     format: TOPOLOGY_FORMAT,
     name: opts.name,
