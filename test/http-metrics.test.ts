@@ -89,6 +89,28 @@ test('metrics while vfio-pci cannot come back: module state missing, healthy 0, 
   }
 });
 
+test('module losses seen before the metrics were made are counted: passthru_vfio_module_losses_total equals status losses', async () => {
+  const r = await rig(labTopology());
+  try {
+    await r.agent.claim([NIC[0]!], { withGroup: false, force: false });
+    r.kernel.rmmod('vfio_pci');
+    await r.clock.advanceUntil(
+      () => onVfio(r.kernel, [NIC[0]!]) && modulesLive(r.kernel),
+      5_000,
+      10,
+    );
+    assert.equal(r.agent.recoveries.losses(), 1);
+    const m = new AgentMetrics(r.agent, { processMetrics: false });
+    try {
+      assert.equal(sample(await m.text(), 'passthru_vfio_module_losses_total'), 1);
+    } finally {
+      m.close();
+    }
+  } finally {
+    await stop(r);
+  }
+});
+
 test('metrics count releases by outcome, and two agents in one process keep separate registries', async () => {
   const a = await rig(labTopology());
   const b = await rig(labTopology());

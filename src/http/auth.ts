@@ -11,7 +11,7 @@
  * (HttpOnly, SameSite=Strict, Path=/, valid 12 h; an HMAC keyed by the token, so a new token
  * ends every session). A wrong bearer token is refused even where reads are open.
  *
- * Reads (GET, HEAD): open on `local` and `loopback`; on `remote` they need a credential. On
+ * Reads (GET, HEAD, OPTIONS): open on `local` and `loopback`; on `remote` they need a credential. On
  * `loopback`, a read without a credential whose Host header is not a loopback name (localhost,
  * 127.x.y.z, [::1]) is refused: a DNS-rebinding page cannot read the API through the browser.
  *

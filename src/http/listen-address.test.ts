@@ -40,3 +40,10 @@ test('loopback IPs: 127/8, ::1 and IPv4-mapped 127/8; not 0.0.0.0, ::, or a publ
     assert.equal(isLoopbackIp(ip), false, ip);
   assert.equal(urlOf('::1', 80), 'http://[::1]:80/');
 });
+
+test('loopback IPs: IPv4-mapped 127/8 in the hex spelling the URL parser gives a Host header ([::ffff:127.0.0.1] becomes ::ffff:7f00:1) is loopback; mapped 10/8 is not', () => {
+  for (const ip of ['::ffff:7f00:1', '::ffff:7fff:ffff', '0:0:0:0:0:ffff:7f00:1'])
+    assert.equal(isLoopbackIp(ip), true, ip);
+  for (const ip of ['::ffff:a00:1', '::ffff:8000:1', '::7f00:1'])
+    assert.equal(isLoopbackIp(ip), false, ip);
+});

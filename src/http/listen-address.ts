@@ -50,9 +50,12 @@ function isIpv6(s: string): boolean {
 export function isLoopbackIp(ip: string): boolean {
   const s = ip.toLowerCase();
   if (IPV4.test(s)) return s.startsWith('127.');
-  if (s.startsWith('::ffff:')) return isLoopbackIp(s.slice('::ffff:'.length));
+  if (s.startsWith('::ffff:') && IPV4.test(s.slice('::ffff:'.length)))
+    return isLoopbackIp(s.slice('::ffff:'.length));
   if (!isIpv6(s)) return false;
-  return new URL(`http://[${s}]/`).hostname === '[::1]';
+  const v6 = new URL(`http://[${s}]/`).hostname;
+  // The URL parser writes IPv4-mapped addresses in hex: [::ffff:127.0.0.1] is [::ffff:7f00:1].
+  return v6 === '[::1]' || /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(v6);
 }
 
 /** `http://host:port/` with IPv6 bracketed, for messages and the printed URL. */

@@ -77,10 +77,16 @@ export class AgentMetrics {
         this.set(agent.keeper.status().healthy ? 1 : 0);
       },
     });
-    const losses = new Counter({
+    new Counter({
       name: 'passthru_vfio_module_losses_total',
       help: 'Times the vfio modules were found removed or unloading (module.lost events).',
       registers,
+      // The RecoveryTracker's count, the one status shows: no second tally that misses the
+      // losses seen before these metrics subscribed.
+      collect() {
+        this.reset();
+        this.inc(agent.recoveries.losses());
+      },
     });
     const recoveries = new Counter({
       name: 'passthru_recoveries_total',
@@ -185,9 +191,6 @@ export class AgentMetrics {
 
     const on = (e: DomainEvent): void => {
       switch (e.type) {
-        case 'module.lost':
-          losses.inc();
-          break;
         case 'recovery.completed': {
           const r = e.recovery;
           recoveries.inc({ via: r.via });
