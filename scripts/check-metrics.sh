@@ -36,5 +36,8 @@ for _ in $(seq 100); do
 done
 grep -q '^passthru_vfio_module_losses_total 1$' "$dir/metrics" || { echo "no loss in the metrics" >&2; exit 1; }
 grep -q '^passthru_recovery_duration_seconds_count 1$' "$dir/metrics" || { echo "no recovery observed" >&2; exit 1; }
+version=$(node -p 'require("./package.json").version')
+grep -q "^passthru_build_info{version=\"$version\"} 1$" "$dir/metrics" ||
+  { echo "passthru_build_info does not say version $version" >&2; exit 1; }
 promtool check metrics <"$dir/metrics"
 echo "promtool check metrics: ok ($(grep -c '^# TYPE' "$dir/metrics") metric families from ${url}metrics)"

@@ -336,7 +336,8 @@ const agentEnv: AgentEnv = {
     });
     const lifecycle = new AgentLifecycle();
     lifecycle.running();
-    const metrics = new AgentMetrics(agent);
+    const { packageVersion } = await import('./process/package-version.js');
+    const metrics = new AgentMetrics(agent, { version: packageVersion() });
     // The same token `passthru --sim <topology> token` prints: the simulated host's folder.
     const auth = new HttpAuth({
       token: await loadOrCreateToken(dir),

@@ -403,3 +403,31 @@ test('a route marked config.stream (server-sent events) holds no in-flight slot:
     await server.close();
   }
 });
+
+test('a connection no listener marked, from a non-loopback peer, is treated as remote: reads need a credential and a write is refused with nothing bound', async () => {
+  const r = await rig(labTopology(), { run: false });
+  const lifecycle = new AgentLifecycle();
+  lifecycle.running();
+  const ctx = { agent: r.agent, sim: r.kernel, lifecycle, logger: silentLogger() };
+  const api = await buildApiServer(ctx, {}, { auth: new HttpAuth({ token: TOKEN, now: () => 0 }) });
+  try {
+    const read = await api.app.inject({ url: '/v1/status', remoteAddress: '10.0.0.5' });
+    assert.equal(read.statusCode, 401, read.body);
+    const write = await api.app.inject({
+      method: 'POST',
+      url: '/v1/claims',
+      payload: { addresses: [A] },
+      remoteAddress: '10.0.0.5',
+    });
+    assert.equal(write.statusCode, 401, write.body);
+    assert.notEqual(r.kernel.driverOf(A), 'vfio-pci');
+    const withToken = await api.app.inject({
+      url: '/v1/status',
+      remoteAddress: '10.0.0.5',
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(withToken.statusCode, 200, withToken.body);
+  } finally {
+    await api.close();
+  }
+});

@@ -84,7 +84,13 @@ export function markConnection(socket: object, transport: 'loopback' | 'remote')
 }
 
 function transportOf(req: FastifyRequest): Transport {
-  return transports.get(req.raw.socket) ?? 'local';
+  const marked = transports.get(req.raw.socket);
+  if (marked !== undefined) return marked;
+  // Unmarked means the unix socket (no remote address) or inject(); a listener that forgot to
+  // mark its connections fails closed instead of trusting a peer like root.
+  const remote = req.raw.socket.remoteAddress;
+  if (remote === undefined || remote === '') return 'local';
+  return isLoopbackIp(remote) ? 'local' : 'remote';
 }
 
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);

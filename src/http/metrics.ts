@@ -35,6 +35,7 @@ export interface AgentMetricsOptions {
   processMetrics?: boolean;
   /** The device plugins' counters once they run (`agent --device-plugin`). */
   devicePlugins?: () => DevicePluginCounters | null;
+  /** passthru's version for `passthru_build_info` (the process reads it from package.json). */
   version?: string;
 }
 
@@ -55,7 +56,7 @@ export class AgentMetrics {
       help: 'Always 1; the version label says which passthru runs.',
       labelNames: ['version'],
       registers,
-    }).set({ version: opts.version ?? '0.1.0' }, 1);
+    }).set({ version: opts.version ?? 'unknown' }, 1);
 
     new Gauge({
       name: 'passthru_vfio_module_state',

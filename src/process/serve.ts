@@ -23,6 +23,7 @@ import { AgentMetrics } from '../http/metrics.js';
 import type { DevicePluginCounters } from '../deviceplugin/counters.js';
 import { urlOf, type ListenAddress } from '../http/listen-address.js';
 import { loadOrCreateToken } from './file-token.js';
+import { packageVersion } from './package-version.js';
 import { registerWebPage } from '../web/page.js';
 import type { FastifyInstance } from 'fastify';
 
@@ -119,6 +120,7 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
     const token = await loadOrCreateToken(d.stateDir);
     const pluginCounters: { current: DevicePluginCounters | null } = { current: null };
     const metrics = new AgentMetrics(agent, {
+      version: packageVersion(),
       ...(d.devicePlugins ? { devicePlugins: () => pluginCounters.current } : {}),
     });
     const ctx: ApiContext = {
