@@ -14,7 +14,9 @@ cleanup() {
 trap cleanup EXIT
 pt() { node dist/src/main.js --sim qemu-guest --state-dir "$dir/state" "$@"; }
 
-pt agent --listen 127.0.0.1:0 >"$dir/out" 2>"$dir/err" &
+# node itself in the background (not through the pt function): $! is then the agent's pid.
+node dist/src/main.js --sim qemu-guest --state-dir "$dir/state" agent --listen 127.0.0.1:0 \
+  >"$dir/out" 2>"$dir/err" &
 agent_pid=$!
 url=
 for _ in $(seq 100); do

@@ -370,3 +370,36 @@ test('the control socket and in-process requests need no token (the socket is ro
     await without.close();
   }
 });
+
+test('a route marked config.stream (server-sent events) holds no in-flight slot: with maxInFlight 1 and a stream open, status still answers 200', async () => {
+  const r = await rig(labTopology(), { run: false });
+  const lifecycle = new AgentLifecycle();
+  lifecycle.running();
+  let release = (): void => undefined;
+  const open = new Promise<void>((res) => {
+    release = res;
+  });
+  const server = await buildApiServer(
+    { agent: r.agent, sim: r.kernel, lifecycle, logger: silentLogger() },
+    { maxInFlight: 1 },
+    {
+      plugins: [
+        (app) => {
+          app.get('/test/stream', { config: { stream: true } }, async () => {
+            await open;
+            return { done: true };
+          });
+        },
+      ],
+    },
+  );
+  try {
+    const stream = server.app.inject({ url: '/test/stream' });
+    for (let i = 0; i < 20; i++) await new Promise((res) => setImmediate(res));
+    assert.equal((await server.app.inject({ url: '/v1/status' })).statusCode, 200);
+    release();
+    assert.equal((await stream).statusCode, 200);
+  } finally {
+    await server.close();
+  }
+});

@@ -65,6 +65,16 @@ export interface ApiExtras {
   plugins?: ((app: FastifyInstance) => void | Promise<void>)[];
 }
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * A long-lived answer (server-sent events) that bounds its own number of streams: not
+     * counted against `maxInFlight`, so open pages cannot starve the API.
+     */
+    stream?: boolean;
+  }
+}
+
 type Compilers = NonNullable<
   NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']
 >;
@@ -109,6 +119,8 @@ export async function buildApiServer(
   });
   let inFlight = 0;
   app.addHook('onRequest', async (req, reply) => {
+    // A stream that stays open (server-sent events) would hold its slot for hours.
+    if (req.routeOptions.config.stream === true) return undefined;
     if (inFlight >= lim.maxInFlight) {
       return reply.code(503).send({
         error: new PtError(
