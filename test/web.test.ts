@@ -12,7 +12,7 @@ import { MF0, NIC, ROOTFS, labTopology, rig, stop, type Rig } from './helpers.js
 const A = NIC[0]!;
 const TOKEN = 'page-test-token-0123456789';
 
-async function page(r: Rig, names?: PciIdNames) {
+async function page(r: Rig, names?: PciIdNames, maxStreams?: number) {
   const lifecycle = new AgentLifecycle();
   lifecycle.running();
   const api: ApiContext = { agent: r.agent, sim: r.kernel, lifecycle, logger: silentLogger() };
@@ -29,6 +29,7 @@ async function page(r: Rig, names?: PciIdNames) {
             api,
             host,
             names: names ?? parsePciIds(''),
+            ...(maxStreams !== undefined ? { maxStreams } : {}),
             clock: r.clock,
             auth,
           });
@@ -313,5 +314,25 @@ test('the event stream sends module.lost after a simulated module loss, then the
   } finally {
     await server.close();
     await stop(r);
+  }
+});
+
+test('event streams beyond the limit are refused with 503 PT_ERR_AGENT_BUSY while the API still answers', async () => {
+  const r = await rig(labTopology(), { run: false });
+  const { server } = await page(r, undefined, 1);
+  try {
+    const l = await server.listenTcp({ host: '127.0.0.1', port: 0, loopback: true });
+    const first = readEvents(`http://127.0.0.1:${l.port}/events`);
+    assert.equal((await first.ready).statusCode, 200);
+    const second = await fetch(`http://127.0.0.1:${l.port}/events`);
+    assert.equal(second.status, 503);
+    assert.equal(
+      ((await second.json()) as { error: { code: string } }).error.code,
+      'PT_ERR_AGENT_BUSY',
+    );
+    assert.equal((await fetch(`http://127.0.0.1:${l.port}/v1/health`)).status, 200);
+    first.close();
+  } finally {
+    await server.close();
   }
 });

@@ -39,7 +39,7 @@ export interface WebContext {
   names: PciIdNames;
   clock: Clock;
   auth: PageAuth;
-  /** Event streams open at once (each holds one of the app's request slots). */
+  /** Event streams open at once (each holds a connection and a bus subscriber). */
   maxStreams?: number;
 }
 

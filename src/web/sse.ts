@@ -10,11 +10,12 @@ const PING_MS = 15_000;
  * `GET /events`: the agent's domain events as server-sent events, one `data:` line of JSON per
  * event (the same objects as history.jsonl), as they happen. Nothing is replayed: a page that
  * (re)connects renders the current state itself. At most `max` streams at once (503 beyond),
- * since each holds one of the app's request slots for as long as it stays open.
+ * since each holds a connection and a bus subscriber for as long as it stays open.
  */
 export function eventStream(app: FastifyInstance, bus: EventBus, max: number): void {
   let open = 0;
-  app.get('/events', (req, reply) => {
+  // config.stream: the app's in-flight limit does not count it (src/process/socket-server.ts).
+  app.get('/events', { config: { stream: true } }, (req, reply) => {
     if (open >= max) {
       const r = errorReply(
         new PtError('PT_ERR_AGENT_BUSY', `${open} event streams are open already; retry`),
