@@ -1,119 +1,150 @@
 /**
- * Discovery cost against lspci on synthetic sysfs trees of 100, 1000 and 4096 functions.
- * Prints a table; asserts nothing. Usage: node dist/bench/discovery.js [runs]
+ * Discovery at server scale (issue 11), on synthetic sysfs trees of 100, 1000 and 4096
+ * functions, each measured beside lspci in the same run:
+ * - in-process discover() through LinuxHost (wall and CPU), and that it equals the simulated
+ *   kernel's view of the same topology;
+ * - whole process: `passthru list --json` against `lspci -vmm -nnk -D` on the same tree, runs
+ *   alternated so that load from other work hits both alike;
+ * - start-up: `passthru list --json` on an empty tree against `node -e 0`, alternated too.
+ * Prints each figure beside its goal, records them (bench/results.ts); asserts nothing.
+ * Usage: node dist/bench/discovery.js [runs]
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { isDeepStrictEqual } from 'node:util';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { LinuxHost } from '../src/host/linux/host.js';
-import { writeSysfsTree } from '../src/host/sysfs-tree.js';
-import { TOPOLOGY_FORMAT, type Topology, type TopologyDevice } from '../src/topology/format.js';
-import { discover } from '../src/pci/discovery.js';
+import { ManualClock } from '../src/host/clock.js';
 import { loadPciIds } from '../src/host/files.js';
+import { LinuxHost } from '../src/host/linux/host.js';
+import { SimKernel } from '../src/host/sim/kernel.js';
+import { discover } from '../src/pci/discovery.js';
+import { line, loadLine, record, type Figure } from './results.js';
+import { median, syntheticTree } from './synthetic.js';
 
-const runs = Number(process.argv[2] ?? 5);
-
-/** n functions: root ports on bus 0, each with an 8-function endpoint behind it. */
-function synthetic(n: number): Topology {
-  const devices: TopologyDevice[] = [];
-  let group = 0;
-  for (let port = 0; devices.length < n; port++) {
-    const dom = Math.floor(port / 24);
-    const slot = port % 24;
-    const rp = `${dom.toString(16).padStart(4, '0')}:00:${(slot + 1).toString(16).padStart(2, '0')}.0`;
-    devices.push({
-      address: rp,
-      vendor: '8086',
-      device: '347a',
-      class: '060400',
-      driver: 'pcieport',
-      iommuGroup: group++,
-      numaNode: dom % 2,
-      parent: null,
-    });
-    const bus = (slot + 1).toString(16).padStart(2, '0');
-    const g = group++;
-    for (let fn = 0; fn < 8 && devices.length < n; fn++) {
-      devices.push({
-        address: `${dom.toString(16).padStart(4, '0')}:${bus}:00.${fn}`,
-        vendor: '8086',
-        device: '1592',
-        subsystemVendor: '8086',
-        subsystemDevice: '0002',
-        class: '020000',
-        revision: '02',
-        driver: 'ice',
-        iommuGroup: g,
-        numaNode: dom % 2,
-        parent: rp,
-      });
-    }
-  }
-  return { format: TOPOLOGY_FORMAT, name: `synthetic-${n}`, devices: devices.slice(0, n) };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? 0;
-}
-
+const runs = Number(process.argv[2] ?? 7);
+const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
 const { names } = await loadPciIds();
-const haveLspci = (() => {
-  try {
-    execFileSync('lspci', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
+const haveLspci = spawnSync('lspci', ['--version'], { stdio: 'ignore' }).status === 0;
+const figures: Record<string, Figure> = {};
+const out = (s: string): void => {
+  process.stdout.write(s);
+};
+
+/** Wall milliseconds of one child process run to completion, its output discarded. */
+function timeRun(cmd: string, args: string[]): number {
+  const t0 = performance.now();
+  execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'ignore'] });
+  return performance.now() - t0;
+}
+
+/** Runs a and b alternately `runs` times: medians of each. */
+function paired(runsN: number, a: () => number, b: () => number): [number, number] {
+  const xs: number[] = [];
+  const ys: number[] = [];
+  a();
+  b();
+  for (let i = 0; i < runsN; i++) {
+    xs.push(a());
+    ys.push(b());
   }
-})();
-process.stdout.write(
-  `discovery benchmark: median of ${runs} runs, cold process not included (warm page cache)\n`,
-);
-process.stdout.write('functions  passthru_ms  per_function_us  lspci_ms  lspci_per_function_us\n');
+  return [median(xs), median(ys)];
+}
+
+const lspciArgs = (root: string): string[] => [
+  '-vmm',
+  '-nn',
+  '-k',
+  '-D',
+  '-O',
+  'hwdb.disable=1',
+  '-A',
+  'linux-sysfs',
+  '-O',
+  `sysfs.path=${root}/sys/bus/pci`,
+];
+
+out(`discovery benchmark, ${String(runs)} paired runs, medians; ${loadLine()}`);
 for (const n of [100, 1000, 4096]) {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), `pt-bench-${n}-`));
+  const { root, topo } = await syntheticTree(n);
   try {
-    await writeSysfsTree(synthetic(n), root);
     const host = new LinuxHost({ root, uevents: false });
-    const ours: number[] = [];
+    const sim = (await discover(new SimKernel(topo, new ManualClock(0)).port(), names)).devices;
+    let identical = true;
+    const wall: number[] = [];
+    const cpu: number[] = [];
+    const lspci: number[] = [];
     for (let i = 0; i < runs + 1; i++) {
+      const c0 = process.cpuUsage();
       const t0 = performance.now();
       const inv = await discover(host, names);
       const dt = performance.now() - t0;
-      if (inv.devices.length !== n) throw new Error(`found ${inv.devices.length} of ${n}`);
-      if (i > 0) ours.push(dt);
+      const c = process.cpuUsage(c0);
+      identical &&= isDeepStrictEqual(inv.devices, sim);
+      if (i === 0) continue;
+      wall.push(dt);
+      cpu.push((c.user + c.system) / 1000);
+      if (haveLspci) lspci.push(timeRun('lspci', lspciArgs(root)));
     }
-    const theirs: number[] = [];
+    const l = haveLspci ? median(lspci) : NaN;
+    const f: Figure = {
+      what: `in-process discovery, ${String(n)} functions (wall; CPU ${median(cpu).toFixed(0)} ms; output ${identical ? 'identical to' : 'DIFFERENT from'} the simulated kernel's)`,
+      value: median(wall),
+      unit: 'ms',
+      ...(n === 4096 ? { goal: 150 } : {}),
+      ...(haveLspci ? { paired: { what: 'lspci process', value: l } } : {}),
+    };
+    figures[`discovery_inprocess_${String(n)}_ms`] = f;
+    figures[`discovery_inprocess_${String(n)}_cpu_ms`] = {
+      what: `in-process discovery CPU, ${String(n)} functions`,
+      value: median(cpu),
+      unit: 'ms',
+    };
+    out(line(f));
     if (haveLspci) {
-      for (let i = 0; i < runs; i++) {
-        const t0 = performance.now();
-        execFileSync(
-          'lspci',
-          [
-            '-vmm',
-            '-nn',
-            '-k',
-            '-D',
-            '-O',
-            'hwdb.disable=1',
-            '-A',
-            'linux-sysfs',
-            '-O',
-            `sysfs.path=${root}/sys/bus/pci`,
-          ],
-          { stdio: ['ignore', 'ignore', 'ignore'] },
-        );
-        theirs.push(performance.now() - t0);
-      }
+      const [ours, theirs] = paired(
+        runs,
+        () => timeRun(process.execPath, [main, '--root', root, 'list', '--json']),
+        () => timeRun('lspci', lspciArgs(root)),
+      );
+      const ratioGoal = n === 4096 ? 1 : n === 1000 ? 2 : undefined;
+      const w: Figure = {
+        what: `whole process \`passthru list --json\`, ${String(n)} functions`,
+        value: ours,
+        unit: 'ms',
+        paired: { what: 'lspci -vmm -nnk -D', value: theirs },
+        ratio: ours / theirs,
+        ...(ratioGoal === undefined ? {} : { ratioGoal }),
+      };
+      figures[`list_process_${String(n)}_ms`] = w;
+      out(line(w));
     }
-    const m = median(ours);
-    const l = haveLspci ? median(theirs) : NaN;
-    process.stdout.write(
-      `${String(n).padStart(9)}  ${m.toFixed(1).padStart(11)}  ${((m * 1000) / n).toFixed(1).padStart(15)}  ${haveLspci ? l.toFixed(1).padStart(8) : '     n/a'}  ${haveLspci ? ((l * 1000) / n).toFixed(1).padStart(21) : '                  n/a'}\n`,
-    );
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
 }
+
+const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'pt-bench-empty-'));
+try {
+  fs.mkdirSync(path.join(empty, 'sys/bus/pci/devices'), { recursive: true });
+  const [list, node] = paired(
+    runs * 2,
+    () => timeRun(process.execPath, [main, '--root', empty, 'list', '--json']),
+    () => timeRun(process.execPath, ['-e', '0']),
+  );
+  const f: Figure = {
+    what: 'start-up: `passthru list --json` on an empty tree, minus `node -e 0`',
+    value: list - node,
+    unit: 'ms',
+    goal: 60,
+    paired: { what: 'node -e 0', value: node },
+  };
+  figures.startup_over_node_ms = f;
+  out(line(f));
+} finally {
+  fs.rmSync(empty, { recursive: true, force: true });
+}
+out(loadLine());
+record(figures);

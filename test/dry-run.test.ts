@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { test } from 'node:test';
 import { ManualClock } from '../src/host/clock.js';
 import { SimKernel, type SimCall } from '../src/host/sim/kernel.js';
-import type { PciAddress } from '../src/pci/address.js';
+import { LinuxHost } from '../src/host/linux/host.js';
+import type { HostPort } from '../src/host/port.js';
+import { parsePciAddress, type PciAddress } from '../src/pci/address.js';
 import { dryRunClaim, dryRunRelease, type DryRunPlan } from '../src/preview/dry-run.js';
 import { MemoryStore } from '../src/state/model.js';
 import { AgentLifecycle } from '../src/agent/routes.js';
@@ -172,4 +177,99 @@ test('POST /v1/claims/dry-run and /v1/release/dry-run answer the plan the real r
   } finally {
     await server.close();
   }
+});
+
+test('LinuxHost.classDevices names the interfaces, block devices and DRM cards below a function, not its neighbours', async () => {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'pt-cls-'));
+  try {
+    const fn = 'sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0';
+    const other = 'sys/devices/pci0000:00/0000:00:01.0/0000:01:00.1';
+    const made: [string, string][] = [
+      ['sys/class/net/enp1s0', `${fn}/net/enp1s0`],
+      ['sys/class/net/enp1s1', `${other}/net/enp1s1`],
+      ['sys/class/block/nvme0n1', `${fn}/nvme/nvme0/nvme0n1`],
+      ['sys/class/drm/card1', `${fn}/drm/card1`],
+      ['sys/class/drm/renderD128', `${fn}/drm/renderD128`],
+    ];
+    for (const [link, target] of made) {
+      await fs.mkdir(path.join(root, target), { recursive: true });
+      await fs.mkdir(path.dirname(path.join(root, link)), { recursive: true });
+      // Relative, as sysfs makes them: ../../devices/...
+      await fs.symlink(
+        path.relative(path.dirname(path.join(root, link)), path.join(root, target)),
+        path.join(root, link),
+      );
+    }
+    const h = new LinuxHost({ root, uevents: false });
+    assert.deepEqual(await h.classDevices(parsePciAddress('0000:01:00.0')), {
+      net: ['enp1s0'],
+      block: ['nvme0n1'],
+      drm: ['card1'],
+    });
+    assert.deepEqual(await h.classDevices(parsePciAddress('0000:01:00.1')), {
+      net: ['enp1s1'],
+      block: [],
+      drm: [],
+    });
+  } finally {
+    await fs.rm(root, { recursive: true, force: true });
+  }
+});
+
+test('a dry run names what each unbound driver serves on the real host: interface with its address, block device with its mounts, DRM card', async () => {
+  const s = await setup();
+  const real = Object.assign(Object.create(s.kernel.port()) as HostPort, {
+    classDevices: (a: PciAddress) =>
+      Promise.resolve(
+        a === NIC[0]
+          ? { net: ['enp1s0', 'enp1s0d1'], block: ['nvme0n1'], drm: ['card1'] }
+          : { net: [], block: [], drm: [] },
+      ),
+    hostUses: () =>
+      Promise.resolve({
+        uses: [
+          {
+            address: NIC[0],
+            use: 'network interface enp1s0 is up with a global address (10.0.0.5/24)',
+          },
+        ],
+        unknown: [],
+        backing: [
+          {
+            target: '/srv',
+            source: '/dev/nvme0n1p1',
+            fstype: 'ext4',
+            status: 'traced',
+            via: ['nvme0n1p1', 'nvme0n1'],
+            devices: [NIC[0]],
+          },
+        ],
+      }),
+  });
+  const plan = await dryRunClaim({ ...deps(s), host: real }, [NIC[0] as PciAddress], {
+    withGroup: false,
+    force: true,
+  });
+  assert.deepEqual(plan.unbinds, [
+    {
+      address: NIC[0],
+      driver: 'e1000e',
+      serves: [
+        'network interface enp1s0 is up with a global address (10.0.0.5/24)',
+        'network interface enp1s0d1 (no global address or route seen)',
+        'block device nvme0n1 (under /srv)',
+        'DRM card card1',
+      ],
+    },
+  ]);
+  // Without --force the same host use is a refusal, evaluated on the real host's uses.
+  const refused = await dryRunClaim({ ...deps(s), host: real }, [NIC[0] as PciAddress], {
+    withGroup: false,
+    force: false,
+  });
+  assert.deepEqual(
+    refused.refusals.map((r) => r.code),
+    ['PT_ERR_HOST_CRITICAL'],
+  );
+  assert.deepEqual(refused.steps, []);
 });

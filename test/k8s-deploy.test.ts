@@ -64,6 +64,7 @@ test('kubectl kustomize deploy renders CRDs, policy, RBAC, ServiceAccount and a 
     '/run/udev',
     '/sys',
     '/var/lib/kubelet/device-plugins',
+    '/var/lib/kubelet/pod-resources',
     '/var/lib/passthru',
   ]);
   const c = pod.containers[0];

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { writeKubeconfig } from './fake-apiserver/load.js';
 import { FakeApiServer } from './fake-apiserver/server.js';
 import { fromCrd } from './fake-apiserver/resources.js';
-import { NIC, ROOTFS } from './helpers.js';
+import { NIC, ROOTFS, stop } from './helpers.js';
 import { apiFor, drive, k8sRig, NODE, startAdapter, stopAdapter, stopAll } from './k8s-rig.js';
 import { shippedCrds, startFake } from './fake-apiserver/load.js';
 import { CLAIMS, DEVICES, FINALIZER } from '../src/k8s/resources.js';
@@ -514,5 +514,90 @@ test('kubernetes: an override-resource-name annotation passthru did not write (a
   await r.node.clock.advance(30_000);
   await new Promise((res) => setTimeout(res, 20));
   assert.equal(rn(), 'x.com/Y');
+  await stopAll(r);
+});
+
+test('kubernetes: PCIDevices are owned by their Node: adopted ones get the owner once, a NotReady node keeps everything, and deleting the Node (kubectl delete node) lets the garbage collector remove its PCIDevices while claims stay', async (t) => {
+  const fake = await startFake();
+  const node = fake.seed('nodes', {
+    metadata: { name: NODE },
+    status: { conditions: [{ type: 'Ready', status: 'True' }] },
+  });
+  const uid = (node.metadata as { uid: string }).uid;
+  // One object left by the old controller, without an owner.
+  fake.seed(
+    'pcidevices',
+    {
+      metadata: { name: nicName(3), labels: { nodename: NODE } },
+      status: { address: NIC[3], nodeName: NODE, resourceName: 'intel.com/82574L' },
+    },
+    true,
+  );
+  const r = await k8sRig({ fake });
+  await claimNic(r, 0);
+  const owned = (): number =>
+    r.fake
+      .list('pcidevices')
+      .filter((d) =>
+        (
+          (d.metadata as { ownerReferences?: { kind: string; uid: string }[] }).ownerReferences ??
+          []
+        ).some((o) => o.kind === 'Node' && o.uid === uid),
+      ).length;
+  await drive(r, () => r.fake.list('pcidevices').length === 9 && owned() === 9, 'owned devices');
+  await drive(r, () => cond(getClaim(r, 0), 'Ready')?.status === 'True', 'Ready=True');
+  // NotReady is not gone: nothing is deleted, nothing written for it.
+  const nodeUrl = `${r.fake.url}/api/v1/nodes/${NODE}`;
+  const res = await fetch(`${nodeUrl}/status`, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/merge-patch+json', authorization: 'Bearer kubelet' },
+    body: JSON.stringify({ status: { conditions: [{ type: 'Ready', status: 'False' }] } }),
+  });
+  assert.equal(res.status, 200);
+  r.fake.resetStats();
+  for (let i = 0; i < 4; i++) {
+    await r.node.clock.advance(30_000);
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  assert.equal(r.fake.list('pcidevices').length, 9);
+  assert.equal(r.fake.clientStats().get(`token:agent-${NODE}`)?.writes ?? 0, 0);
+  await stopAdapter(r);
+  const kc = writeKubeconfig(r.fake.url);
+  try {
+    await exec('kubectl', ['--kubeconfig', kc, 'delete', 'node', NODE], { timeout: 30_000 });
+  } catch (e) {
+    if ((e as { code?: unknown }).code !== 'ENOENT' || process.env.CI === 'true') throw e;
+    t.diagnostic('kubectl not installed: the Node is deleted through the client library');
+    const del = await fetch(nodeUrl, { method: 'DELETE' });
+    assert.equal(del.status, 200);
+  }
+  assert.equal(r.fake.list('pcidevices').length, 0, 'collected with their Node');
+  assert.ok(getClaim(r, 0), 'a claim is never collected');
+  await stop(r.node);
+  await r.fake.stop();
+});
+
+test('kubernetes: a claim watch whose first response never comes is timed out and retried; the Node gets one ApiWatchStalled Warning and the claim binds once the watch answers', async () => {
+  const fake = await startFake();
+  fake.inject({
+    status: 0,
+    hang: true,
+    times: 2,
+    match: (q) => q.watch && q.path.endsWith('/pcideviceclaims'),
+  });
+  const r = await k8sRig({ fake });
+  await drive(r, () => r.adapter.claims.counts.startTimeouts >= 1, 'the first timeout', 400, 100);
+  await claimNic(r, 0);
+  await drive(r, () => cond(getClaim(r, 0), 'Ready')?.status === 'True', 'Ready=True', 600, 100);
+  assert.equal(r.adapter.claims.counts.startTimeouts, 2);
+  const stalled = (
+    r.fake.list('events') as { reason: string; message: string; involvedObject: { kind: string } }[]
+  ).filter((e) => e.reason === 'ApiWatchStalled');
+  assert.equal(stalled.length, 1, 'once per outage');
+  const ev = stalled[0];
+  assert.ok(ev);
+  assert.equal(ev.involvedObject.kind, 'Node');
+  assert.match(ev.message, /watch pcideviceclaims: no response in 10000 ms/);
+  assert.equal(r.adapter.claims.lastError, null);
   await stopAll(r);
 });

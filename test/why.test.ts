@@ -5,13 +5,18 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { deviceStory } from '../src/agent/story-source.js';
 import type { DomainEvent } from '../src/events/events.js';
-import { buildStory, type StoryState } from '../src/events/story.js';
+import { AgentLifecycle } from '../src/agent/routes.js';
+import { buildStory, type DeviceStory, type StoryState } from '../src/events/story.js';
+import { buildApiServer } from '../src/process/socket-server.js';
+import { silentLogger } from '../src/util/logger.js';
 import { ManualClock } from '../src/host/clock.js';
 import type { PciAddress } from '../src/pci/address.js';
 import { FileHistory } from '../src/process/file-history.js';
 import { MemoryHistory } from '../src/state/history.js';
 import type { HostPort } from '../src/host/port.js';
-import { NIC, ROOTFS, labTopology, onVfio, rig, stop } from './helpers.js';
+import { SimKernel } from '../src/host/sim/kernel.js';
+import { MemoryStore } from '../src/state/model.js';
+import { NIC, ROOTFS, labTopology, makeAgent, onVfio, rig, stop } from './helpers.js';
 
 const A = NIC[0] as PciAddress;
 const B = NIC[1] as PciAddress;
@@ -135,7 +140,7 @@ test('why: a claim waiting for vfio-pci ends with the reason in one sentence and
       message: 'waiting for vfio-pci: modprobe: FATAL: Module vfio_pci not found',
     },
   ];
-  const s = buildStory({ events, older: {} }, A, {
+  const s = buildStory({ events, digest: {}, older: {} }, A, {
     present: true,
     driver: null,
     claims: {
@@ -168,7 +173,7 @@ test('why: a claim waiting for vfio-pci ends with the reason in one sentence and
   assert.match(s.now.fix ?? '', /passthru doctor/);
   assert.equal(s.now.source, 'kubernetes');
   // B was hit by the same loss but is not claimed: its story is the loss and nothing owed.
-  const b = buildStory({ events, older: {} }, B, nothingClaimed);
+  const b = buildStory({ events, digest: {}, older: {} }, B, nothingClaimed);
   assert.deepEqual(
     b.entries.map((e) => e.kind),
     ['module-lost'],
@@ -212,7 +217,7 @@ test('history over simulated weeks stays bounded and keeps what why needs: the f
           modules: ['vfio_pci'],
           states: {},
           via: 'poll',
-          devices: [A],
+          devices: [A, B],
         });
         await h.append({
           type: 'claim.state',
@@ -235,6 +240,9 @@ test('history over simulated weeks stays bounded and keeps what why needs: the f
           state: 'ready',
           members: [A],
         });
+        // A drifts too: its share of the digest rolls faster than B's, which keeps the same
+        // losses in detail longer (a loss must still be counted once for A).
+        await h.append({ type: 'device.drift', at: at + 500, address: A, driver: 'e1000e' });
         const vf = `0000:81:${(churn++ % 64).toString(16).padStart(2, '0')}.1` as PciAddress;
         await h.append({ type: 'claim.removed', at, address: vf });
       }
@@ -268,9 +276,15 @@ test('history over simulated weeks stays bounded and keeps what why needs: the f
     assert.equal(claimed?.at, claimedAt, 'the claim made twelve weeks ago is still told');
     assert.equal(claimed.source, 'kubernetes');
     assert.equal(story.entries[0]?.kind, 'older');
-    assert.equal(story.counts.losses, losses, 'every loss is counted, detailed or not');
+    assert.equal(story.counts.losses, losses, 'every loss is counted once, detailed or not');
+    assert.equal(story.counts.drifts, losses);
+    assert.equal(buildStory(read, B, nothingClaimed).counts.losses, losses);
     assert.equal(story.counts.claims, 1);
-    assert.equal(story.entries.at(-1)?.kind, 'back', 'the newest events are there in detail');
+    assert.deepEqual(
+      story.entries.slice(-2).map((e) => e.kind),
+      ['back', 'drift'],
+      'the newest events are there in detail',
+    );
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
@@ -284,4 +298,57 @@ test('MemoryHistory.readAll gives every event, oldest first', async () => {
     (await h.readAll()).events.map((e) => e.at),
     [1, 2],
   );
+});
+
+test('GET /v1/devices/:address/story answers the story; a bad address or since is 400 PT_ERR_INVALID_*', async () => {
+  const r = await rig(labTopology(), { run: false });
+  const lifecycle = new AgentLifecycle();
+  lifecycle.running();
+  const server = await buildApiServer({
+    agent: r.agent,
+    sim: null,
+    lifecycle,
+    logger: silentLogger(),
+  });
+  try {
+    await r.agent.claim([A], { withGroup: false, force: false, source: 'api' });
+    const res = await server.app.inject({ method: 'GET', url: `/v1/devices/${A}/story` });
+    assert.equal(res.statusCode, 200, res.body);
+    const story = res.json<DeviceStory>();
+    assert.equal(story.entries[0]?.source, 'api');
+    assert.equal(story.now.ok, true);
+    const later = await server.app.inject({
+      method: 'GET',
+      url: `/v1/devices/${A}/story?since=${String(r.clock.now() + 1)}`,
+    });
+    assert.deepEqual(later.json<DeviceStory>().entries, []);
+    for (const [url, code] of [
+      ['/v1/devices/nonsense/story', 'PT_ERR_INVALID_ADDRESS'],
+      [`/v1/devices/${A}/story?since=yesterday`, 'PT_ERR_INVALID_ARGUMENT'],
+    ] as const) {
+      const bad = await server.app.inject({ method: 'GET', url });
+      assert.equal(bad.statusCode, 400, url);
+      assert.equal(bad.json<{ error: { code: string } }>().error.code, code);
+    }
+  } finally {
+    await server.close();
+    await stop(r);
+  }
+});
+
+test('a read-only look (status or why without an agent) records nothing in the history', async () => {
+  const clock = new ManualClock(1_000_000);
+  const kernel = new SimKernel(labTopology(), clock);
+  const store = new MemoryStore();
+  const first = makeAgent(kernel, clock, store);
+  await first.agent.start();
+  await first.agent.claim([A], { withGroup: false, force: false, source: 'cli' });
+  // Another process looks: the claim is seen (its state computed), nothing is appended.
+  const look = makeAgent(kernel, clock, store);
+  const st = await look.agent.inspect();
+  assert.equal(st.claims[0]?.state, 'ready');
+  assert.deepEqual(look.history.events, []);
+  const story = await deviceStory(look.agent, A, null, false);
+  assert.equal(story.now.ok, true);
+  assert.deepEqual(look.history.events, []);
 });

@@ -106,11 +106,36 @@ export function buildStory(
   state: StoryState,
   since: number | null = null,
 ): DeviceStory {
-  const { events } = history;
+  const own = history.digest[addr] ?? [];
   // Claims that covered the device at some point: their own events belong to its story.
   const keys = new Set<PciAddress>([addr]);
-  for (const e of events)
+  for (const e of [...own, ...history.events])
     if (e.type === 'claim.state' && e.members.includes(addr)) keys.add(e.address);
+  // From the digest: the device's own share, and its claims' claim events from theirs.
+  const seen = new Set<string>();
+  const older: DomainEvent[] = [];
+  for (const e of [
+    ...own,
+    ...[...keys]
+      .filter((k) => k !== addr)
+      .flatMap((k) =>
+        (history.digest[k] ?? []).filter(
+          (e) =>
+            (e.type === 'claim.added' ||
+              e.type === 'claim.removed' ||
+              e.type === 'claim.refused') &&
+            e.address === k,
+        ),
+      ),
+  ]) {
+    const j = JSON.stringify(e);
+    if (!seen.has(j)) {
+      seen.add(j);
+      older.push(e);
+    }
+  }
+  older.sort((x, y) => x.at - y.at);
+  const events = [...older, ...history.events];
   const entries: StoryEntry[] = [];
   const counts: DeviceStory['counts'] = {
     claims: 0,
@@ -130,23 +155,23 @@ export function buildStory(
   const refused = (code: string): void => {
     counts.refusals[code] = (counts.refusals[code] ?? 0) + 1;
   };
-  const older = history.older[addr];
-  if (older) {
-    const n = (k: string): number => older.counts[k] ?? 0;
+  const counted = history.older[addr];
+  if (counted) {
+    const n = (k: string): number => counted.counts[k] ?? 0;
     counts.claims += n('claim.added');
     counts.binds += n('device.bound');
     counts.losses += n('module.lost');
     counts.drifts += n('device.drift');
     counts.releases += n('device.released');
-    for (const [k, v] of Object.entries(older.counts))
+    for (const [k, v] of Object.entries(counted.counts))
       if (k.startsWith('claim.refused:')) counts.refusals[k.slice(14)] = v;
-    const total = Object.entries(older.counts)
+    const total = Object.entries(counted.counts)
       .filter(([k]) => !k.includes(':'))
       .reduce((a, [, v]) => a + v, 0);
     push({
-      at: older.from,
+      at: counted.from,
       kind: 'older',
-      text: `${String(total)} older events, until ${new Date(older.to).toISOString()}, are kept only as counts (below)`,
+      text: `${String(total)} older events, until ${new Date(counted.to).toISOString()}, are kept only as counts (below)`,
     });
   }
   const offVfio = (at: number): number | undefined => (boundAt === null ? undefined : at - boundAt);

@@ -122,6 +122,17 @@ export interface HostUses {
   backing: HostBacking[];
 }
 
+/**
+ * What a PCI function provides to the host as kernel class devices: its network interfaces,
+ * block devices and DRM cards (by name, as /sys/class lists them). Unbinding its driver makes
+ * them vanish: a dry run says which.
+ */
+export interface ClassDevices {
+  net: string[];
+  block: string[];
+  drm: string[];
+}
+
 /** Names a holder for people: "pid 4242 (qemu-system-x86)". */
 export function holderText(h: DeviceHolder): string {
   return h.pid === null
@@ -238,6 +249,8 @@ export interface HostPort {
 
   kernelInfo(): Promise<KernelInfo>;
   hostUses(): Promise<HostUses>;
+  /** The network interfaces, block devices and DRM cards this function provides now. */
+  classDevices(addr: PciAddress): Promise<ClassDevices>;
 
   /**
    * Subscribe to kernel uevents when a source exists. Returns a stop function, or null when

@@ -1,4 +1,5 @@
 import { PtError } from '../errors.js';
+import { DEVICE_SERIAL_RE } from '../pci/device-serial.js';
 import { fromRoutingId, routingId, addressParts, type PciAddress } from '../pci/address.js';
 import {
   TOPOLOGY_FORMAT,
@@ -32,6 +33,8 @@ export interface ImportResult {
 
 /** pcieport comes from CONFIG_PCIEPORTBUS, a bool: it is never a module. */
 const BUILT_IN_DRIVERS = new Set(['pcieport']);
+
+const DSN_RE = DEVICE_SERIAL_RE;
 
 const norm = (s: string): string => s.replace(/-/g, '_');
 
@@ -237,11 +240,11 @@ export function dumpsToTopology(parsed: ParseResult, opts: ImportOptions): Impor
       `${vgas.length} VGA controllers: assumed ${bootVga ?? ''} (the first) is the boot console`,
     );
 
-  const dsns = fns.filter((f) => f.dsn !== undefined).length;
-  if (dsns > 0)
-    dropped.push(
-      `${dsns} device serial number(s): left out (they identify the physical boards, and passthru does not use them)`,
-    );
+  // Serial numbers are how a claim recognises its card (PT_ERR_DEVICE_CHANGED): kept, so the
+  // simulated claims behave as on the server. Anything not shaped like lspci's print is dropped.
+  const badDsn = fns.filter((f) => f.dsn !== undefined && !DSN_RE.test(f.dsn)).length;
+  if (badDsn > 0)
+    dropped.push(`${badDsn} device serial number(s) not shaped xx-xx-xx-xx-xx-xx-xx-xx: left out`);
 
   const devices: TopologyDevice[] = fns.map((f) => {
     const parent = parentOf(f);
@@ -262,6 +265,7 @@ export function dumpsToTopology(parsed: ParseResult, opts: ImportOptions): Impor
     const rm = resetMethods(f, parent);
     if (rm !== undefined && rm.length > 0) d.resetMethods = rm;
     if (f.label !== undefined && f.label !== '') d.label = f.label;
+    if (f.dsn !== undefined && DSN_RE.test(f.dsn)) d.serialNumber = f.dsn;
     const s = sriovOf.get(f.address);
     if (s !== undefined) d.sriov = s;
     const pf = physfn.get(f.address);

@@ -18,6 +18,7 @@ import {
   DRIVER_ANNOTATION,
   FINALIZER,
   NODE_LABEL,
+  NODES,
   WRANGLER_PREFIX,
 } from './resources.js';
 import {
@@ -233,9 +234,36 @@ export class KubernetesAdapter {
     }
   }
 
+  /** Watches whose start timed out in the current outage and were reported by an Event. */
+  private readonly stuckReported = new Set<Reflector>();
+
+  /**
+   * A watch that never answers is reported once per outage on the Node (Warning
+   * ApiWatchStalled): writes may still work through a proxy that stalls long requests, and
+   * until it answers the node acts on the claims it last saw.
+   */
+  private reportStuckWatches(): void {
+    for (const r of [this.claims, this.devices]) {
+      const err = r.lastError;
+      if (err === null) {
+        this.stuckReported.delete(r);
+        continue;
+      }
+      if (this.stuckReported.has(r) || !err.includes('no response')) continue;
+      this.stuckReported.add(r);
+      this.events.record(
+        { apiVersion: 'v1', kind: 'Node', name: this.d.node, uid: this.d.node },
+        'Warning',
+        'ApiWatchStalled',
+        `${err}; retrying with backoff, acting on the last claims seen meanwhile`,
+      );
+    }
+  }
+
   /** One reconcile pass; false when an API write failed and the pass should be retried. */
   async pass(): Promise<boolean> {
     this.counts.passes++;
+    this.reportStuckWatches();
     let ok = true;
     const guard = async (what: string, fn: () => Promise<void>): Promise<void> => {
       try {
@@ -354,6 +382,37 @@ export class KubernetesAdapter {
   }
 
   private lastHolders = '';
+  /**
+   * This node's Node object as the owner of its PCIDevices: the garbage collector deletes them
+   * once the Node object is deleted (never while it is only NotReady), so no agent has to judge
+   * another node dead and none can fight over it. undefined: not read yet; null: no Node object
+   * (a development kubeconfig) or no right to read it.
+   */
+  private nodeOwner:
+    { apiVersion: string; kind: string; name: string; uid: string } | null | undefined;
+
+  private async readNodeOwner(): Promise<void> {
+    try {
+      const n = await this.d.api.get(NODES, this.d.node);
+      const uid = n.metadata.uid;
+      this.nodeOwner =
+        uid === undefined ? null : { apiVersion: 'v1', kind: 'Node', name: this.d.node, uid };
+    } catch (e) {
+      if (!(e instanceof KubeError && (e.status === 404 || e.status === 403))) throw e;
+      if (this.nodeOwner !== null)
+        this.log.warn(
+          { node: this.d.node, err: e.message },
+          'Node object not readable: PCIDevices get no owner and outlive a deleted node',
+        );
+      this.nodeOwner = null;
+    }
+  }
+
+  private ownedByNode(o: KubeObject): boolean {
+    return (o.metadata.ownerReferences ?? []).some(
+      (x) => x.kind === 'Node' && x.uid === this.nodeOwner?.uid,
+    );
+  }
 
   /** A pod starting or ending with one of our devices triggers a pass; nothing else does. */
   private async watchHolders(signal: AbortSignal): Promise<void> {
@@ -458,9 +517,22 @@ export class KubernetesAdapter {
       if (a !== null && c.metadata.deletionTimestamp === undefined && spec?.disableResourcePooling)
         perDevice.add(a);
     }
+    const listed = inv.devices.filter(listedAsDevice);
+    const missing = listed.some(
+      (f) => !this.devices.items.has(pciDeviceName(this.d.node, f.address)),
+    );
+    // Read the Node only when objects are to be created (a re-created Node has a new uid: an
+    // object owned by the old one would be collected again) or to adopt objects without it.
+    if (missing) await this.readNodeOwner();
+    else if (this.nodeOwner === undefined) {
+      const anyUnowned = [...this.devices.items.values()].some(
+        (o) => !(o.metadata.ownerReferences ?? []).some((x) => x.kind === 'Node'),
+      );
+      if (anyUnowned) await this.readNodeOwner();
+    }
+    const owner = this.nodeOwner ?? null;
     const present = new Set<string>();
-    for (const f of inv.devices) {
-      if (!listedAsDevice(f)) continue;
+    for (const f of listed) {
       const name = pciDeviceName(this.d.node, f.address);
       present.add(name);
       let obj = this.devices.items.get(name);
@@ -476,6 +548,7 @@ export class KubernetesAdapter {
               labels: { [NODE_LABEL]: this.d.node },
               // Harvester's restore target: the driver seen when the object was created.
               annotations: { [DRIVER_ANNOTATION]: f.driver ?? '' },
+              ...(owner !== null ? { ownerReferences: [owner] } : {}),
             },
             spec: {},
           });
@@ -484,6 +557,24 @@ export class KubernetesAdapter {
           this.counts.writes--;
           obj = await this.d.api.get(DEVICES, name);
         }
+        this.devices.observe(obj);
+      }
+      if (owner !== null && !this.ownedByNode(obj)) {
+        // Adopted (Harvester's objects have no owner) or owned by a Node since re-created: the
+        // list is replaced whole, guarded by resourceVersion.
+        const refs = [
+          ...(obj.metadata.ownerReferences ?? []).filter((x) => x.kind !== 'Node'),
+          owner,
+        ];
+        this.counts.writes++;
+        obj = await this.d.api.mergePatch(DEVICES, name, {
+          metadata: {
+            ownerReferences: refs,
+            ...(obj.metadata.resourceVersion !== undefined
+              ? { resourceVersion: obj.metadata.resourceVersion }
+              : {}),
+          },
+        });
         this.devices.observe(obj);
       }
       // An object someone else wrote in another shape is rewritten whole; its resourceName

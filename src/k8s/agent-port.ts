@@ -27,7 +27,8 @@ export function nodeAgentOf(agent: Agent, host: HostPort, names: PciIdNames): No
   return {
     // Harvester claims one function; group companions are the user's to claim (or the engine
     // refuses with PT_ERR_GROUP_NOT_VIABLE, shown as the Refused condition).
-    claim: (addresses) => agent.claim(addresses, { withGroup: false, force: false }),
+    claim: (addresses) =>
+      agent.claim(addresses, { withGroup: false, force: false, source: 'kubernetes' }),
     release: (addresses) => agent.release(addresses),
     // One recent event: the adapter reads claims and keeper state, not the history.
     status: () => agent.status(1),

@@ -123,6 +123,8 @@ export class ClientNodeApi implements KubeApi {
   }
 
   get(res: ResourceRef, name: string): Promise<KubeObject> {
+    if (res.group === '' && res.plural === 'nodes')
+      return call(async () => (await this.core.readNode({ name })) as unknown as KubeObject);
     return call(
       async () =>
         (await (res.namespace !== undefined

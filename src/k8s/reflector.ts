@@ -214,9 +214,11 @@ export class Reflector {
           this.lastError = msg;
           // A hanging API server is worth a warning every time; ordinary unreachability (the
           // node keeps working from its cache) only once per outage.
-          if (e instanceof KubeError && e.reason === 'Timeout')
+          if (e instanceof KubeError && e.reason === 'Timeout') {
             this.log.warn({ err: msg, attempt: failures + 1 }, 'list/watch start timed out');
-          else if (failures === 0) this.log.warn({ err: msg }, 'list/watch failed; retrying');
+            // The owner reports it (an Event on the Node): its health changed.
+            if (failures === 0) this.onChange();
+          } else if (failures === 0) this.log.warn({ err: msg }, 'list/watch failed; retrying');
           else this.log.debug({ err: msg }, 'list/watch failed');
         }
         if (aborted()) break;
@@ -274,6 +276,9 @@ export class Reflector {
       signal,
     );
     this.handle = h;
+    // The server answered: whatever failed before is over.
+    this.lastError = null;
+    this.failing = 0;
     if (signal.aborted) h.abort();
     // Our own deadline as well as the server's: a half-open connection (no FIN, no bookmarks)
     // would otherwise leave the cache stale forever. Jittered so nodes do not re-watch in step.

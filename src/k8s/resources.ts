@@ -3,6 +3,7 @@ import { GROUP, VERSION } from './schemas.js';
 
 export const DEVICES: ResourceRef = { group: GROUP, version: VERSION, plural: 'pcidevices' };
 export const CLAIMS: ResourceRef = { group: GROUP, version: VERSION, plural: 'pcideviceclaims' };
+export const NODES: ResourceRef = { group: '', version: 'v1', plural: 'nodes' };
 export const KUBEVIRTS: ResourceRef = { group: 'kubevirt.io', version: 'v1', plural: 'kubevirts' };
 
 /** passthru's finalizer on claims: the device is released before the claim goes. */

@@ -8,6 +8,7 @@ import { SimKernel } from '../host/sim/kernel.js';
 import { vfioModuleGraph } from '../kernel/vfio-modules.js';
 import { compareAddresses, type PciAddress } from '../pci/address.js';
 import { discover } from '../pci/discovery.js';
+import { VFIO_PCI } from '../pci/model.js';
 import type { PciIdNames } from '../pci/pciids.js';
 import { inventoryToTopology } from '../pci/snapshot.js';
 import { emptyState, MemoryStore } from '../state/model.js';
@@ -190,12 +191,33 @@ function refusalOf(e: unknown, addresses: PciAddress[]): Refusal {
   };
 }
 
-function impacts(steps: PlanStep[], uses: HostUses, bootVga: Set<PciAddress>): UnbindImpact[] {
+/** Each driver the steps unbind, with what the host uses its device for now (real host). */
+async function impacts(
+  real: HostPort,
+  steps: PlanStep[],
+  uses: HostUses,
+  bootVga: Set<PciAddress>,
+): Promise<UnbindImpact[]> {
   const out: UnbindImpact[] = [];
   for (const s of steps) {
     if (s.op !== 'unbind' || s.address === undefined || s.from == null) continue;
     const a = s.address;
-    const serves = uses.uses.filter((u) => u.address === a).map((u) => u.use);
+    const mine = uses.uses.filter((u) => u.address === a).map((u) => u.use);
+    const serves = [...mine];
+    // Unbinding from vfio-pci takes nothing from the host: its class devices are not there yet.
+    const cls = s.from === VFIO_PCI ? { net: [], block: [], drm: [] } : await real.classDevices(a);
+    for (const n of cls.net)
+      if (!mine.some((u) => u.includes(`interface ${n} `)))
+        serves.push(`network interface ${n} (no global address or route seen)`);
+    for (const b of cls.block) {
+      const mounts = uses.backing
+        .filter((k) => k.devices.includes(a) && k.via.includes(b))
+        .map((k) => k.target);
+      serves.push(
+        `block device ${b}${mounts.length > 0 ? ` (under ${mounts.join(', ')})` : ' (no mount or swap seen)'}`,
+      );
+    }
+    for (const c of cls.drm) serves.push(`DRM card ${c}`);
     if (bootVga.has(a)) serves.push('boot VGA: the console the firmware set up');
     out.push({ address: a, driver: s.from, serves: [...new Set(serves)] });
   }
@@ -247,7 +269,7 @@ export async function dryRunClaim(
     plan.refusals.push(refusalOf(e, addresses));
   }
   plan.steps = r.host.take();
-  plan.unbinds = impacts(plan.steps, r.uses, r.bootVga);
+  plan.unbinds = await impacts(d.host, plan.steps, r.uses, r.bootVga);
   return plan;
 }
 
@@ -281,6 +303,6 @@ export async function dryRunRelease(
     plan.refusals.push(refusalOf(e, addresses));
   }
   plan.steps = r.host.take();
-  plan.unbinds = impacts(plan.steps, r.uses, r.bootVga);
+  plan.unbinds = await impacts(d.host, plan.steps, r.uses, r.bootVga);
   return plan;
 }

@@ -1,5 +1,6 @@
 import type { PciAddress } from '../pci/address.js';
 import type {
+  ClassDevices,
   DeviceAttr,
   DeviceHolder,
   DeviceLinks,
@@ -128,6 +129,9 @@ export class RecordingHost implements HostPort {
   }
   kernelInfo(): Promise<KernelInfo> {
     return this.copy.kernelInfo();
+  }
+  classDevices(addr: PciAddress): Promise<ClassDevices> {
+    return this.real.classDevices(addr);
   }
   hostUses(): Promise<HostUses> {
     return Promise.resolve(structuredClone(this.uses));

@@ -7,7 +7,7 @@ import type { Logger } from '../util/logger.js';
 import {
   DEFAULT_DIGEST_LIMITS,
   DIGEST_FORMAT,
-  digestEvents,
+  digestRead,
   emptyDigest,
   foldDigest,
   type DigestLimits,
@@ -113,7 +113,7 @@ export class FileHistory implements History {
    */
   async readAll(): Promise<HistoryRead> {
     await this.chain;
-    const out = digestEvents(await this.readDigest());
+    const out = digestRead(await this.readDigest());
     for (let i = this.keep; i >= 0; i--) {
       const f = i === 0 ? this.file : `${this.file}.${i}`;
       out.events.push(...parseLines(await this.readTail(f)));

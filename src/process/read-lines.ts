@@ -65,8 +65,7 @@ export const readLines: ReadLines = async (files, limits, onLine) => {
             { details: { file: name, limit: limits.maxBytes } },
           );
         let start = 0;
-        for (let i = 0; i < n; i++) {
-          if (buf[i] !== 0x0a) continue;
+        for (let i = buf.indexOf(0x0a, 0); i >= 0 && i < n; i = buf.indexOf(0x0a, i + 1)) {
           const part = buf.subarray(start, i);
           if (pendingBytes + part.length > limits.maxLineBytes) tooLong(name, lineNo + 1, limits);
           emit(pendingBytes > 0 ? Buffer.concat([...pending, part]) : Buffer.from(part));

@@ -130,13 +130,22 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
       ...(history ? { history } : {}),
     };
     const auth = new HttpAuth({ token, now: () => d.clock.now() });
-    const metricsRoute = (app: FastifyInstance): void => {
-      metrics.register(app);
-    };
     const page = (app: FastifyInstance): void => {
       registerWebPage(app, { api: ctx, host: d.host, names: d.names, clock: d.clock, auth });
     };
-    const api = await buildApiServer(ctx, {}, { auth, plugins: [metricsRoute, page] });
+    const api = await buildApiServer(
+      ctx,
+      {},
+      {
+        auth,
+        plugins: [
+          (app) => {
+            metrics.register(app);
+          },
+          page,
+        ],
+      },
+    );
     // The socket opens before the first reconcile: status answers `starting` meanwhile, and
     // CLI calls reach the agent instead of falling back to direct mode and its lock.
     await api.listenUnix(d.socket);

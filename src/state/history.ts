@@ -15,9 +15,16 @@ export interface OlderEvents {
   counts: Record<string, number>;
 }
 
-/** Everything the history holds, oldest first, with what was only kept as counts. */
+/** Everything the history holds, with what was only kept as counts. */
 export interface HistoryRead {
+  /** The detailed history (the files), oldest first. */
   events: DomainEvent[];
+  /**
+   * Per device address, its events from rotated-out files, oldest first: all older than
+   * `events`. Kept per device (an event about several devices is under each) so a device's
+   * counts never include events that its own share only counts in `older`.
+   */
+  digest: Record<string, DomainEvent[]>;
   /** Per device address. */
   older: Record<string, OlderEvents>;
 }
@@ -41,7 +48,7 @@ export class MemoryHistory implements History {
     return Promise.resolve(n > 0 ? this.events.slice(-n) : []);
   }
   readAll(): Promise<HistoryRead> {
-    return Promise.resolve({ events: [...this.events], older: {} });
+    return Promise.resolve({ events: [...this.events], digest: {}, older: {} });
   }
   health(): HistoryHealth {
     return { writeErrors: 0, lastError: null };
@@ -126,20 +133,12 @@ export function foldDigest(
   return out;
 }
 
-/** The digest's events, once each (an event about several devices is kept under each), oldest first. */
-export function digestEvents(digest: HistoryDigest): HistoryRead {
-  const seen = new Set<string>();
-  const events: DomainEvent[] = [];
-  const older: Record<string, OlderEvents> = {};
+/** The digest as a HistoryRead without file events. */
+export function digestRead(digest: HistoryDigest): HistoryRead {
+  const out: HistoryRead = { events: [], digest: {}, older: {} };
   for (const [a, d] of Object.entries(digest.devices)) {
-    if (d.older) older[a] = d.older;
-    for (const e of d.events) {
-      const k = JSON.stringify(e);
-      if (seen.has(k)) continue;
-      seen.add(k);
-      events.push(e);
-    }
+    out.digest[a] = d.events;
+    if (d.older) out.older[a] = d.older;
   }
-  events.sort((x, y) => x.at - y.at);
-  return { events, older };
+  return out;
 }

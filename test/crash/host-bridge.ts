@@ -11,6 +11,7 @@ import type {
   DeviceLinks,
   DeviceReading,
   HostPort,
+  ClassDevices,
   HostUses,
   KernelInfo,
   ModuleAvailability,
@@ -301,6 +302,9 @@ export class RemoteHost implements HostPort {
   }
   hostUses(): Promise<HostUses> {
     return this.call('hostUses');
+  }
+  classDevices(addr: PciAddress): Promise<ClassDevices> {
+    return this.call('classDevices', addr);
   }
   watchUevents(onEvent: (e: Uevent) => void): (() => void) | null {
     if (this.listeners.size === 0) void this.call('watchUevents');

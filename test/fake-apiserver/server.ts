@@ -701,6 +701,32 @@ export class FakeApiServer {
       if (dropped) this.compactedRv = dropped.rv;
     }
     for (const w of this.watchers) this.deliver(w, ev);
+    if (type === 'DELETED') this.collectGarbage(meta(obj).uid);
+  }
+
+  /**
+   * Twin of the garbage collector's background cascade: objects owned by a deleted object lose
+   * that ownerReference, and those left with none are deleted (finalizers honoured). The real
+   * collector does this shortly after; here it happens at once.
+   */
+  private collectGarbage(uid: unknown): void {
+    if (typeof uid !== 'string') return;
+    for (const [r, store] of this.objects) {
+      for (const [key, o] of [...store]) {
+        const refs = (meta(o).ownerReferences ?? []) as { uid?: string }[];
+        if (!refs.some((x) => x.uid === uid)) continue;
+        const left = refs.filter((x) => x.uid !== uid);
+        if (left.length === 0) {
+          this.remove(r, key, o);
+          continue;
+        }
+        const next = structuredClone(o);
+        this.rv++;
+        Object.assign(meta(next), { ownerReferences: left, resourceVersion: String(this.rv) });
+        store.set(key, next);
+        this.emit(r, 'MODIFIED', next, o);
+      }
+    }
   }
 
   /** Selectors see both the old and the new object: leaving the selection is a DELETED. */

@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SCENARIOS, type ScenarioSpec } from './scenario-list.js';
+import { IMPORT_SCENARIO, hostImportCheck } from './import-scenario.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../../..');
@@ -243,6 +244,8 @@ interface Outcome {
 interface Boot {
   index: number;
   coldplug: 'modprobe' | 'udev';
+  /** The second try of a boot that hung: its console log is kept beside the first one's. */
+  retry?: boolean;
 }
 
 function bootOnce(
@@ -259,7 +262,9 @@ function bootOnce(
     const qemu = spawn('qemu-system-x86_64', qemuArgs(k, initrd, job, scenario, b), {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const consoleLog = fs.createWriteStream(path.join(job, `console-${String(b.index)}.log`));
+    const consoleLog = fs.createWriteStream(
+      path.join(job, `console-${String(b.index)}${b.retry === true ? '-retry' : ''}.log`),
+    );
     let text = '';
     const onData = (c: Buffer): void => {
       consoleLog.write(c);
@@ -299,6 +304,28 @@ function bootOnce(
         return;
       }
       const ok = m[1] === '0' && result?.ok === true;
+      // A scenario with a host side: it reads what the guest left in the job folder.
+      if (ok && scenario === IMPORT_SCENARIO && result !== null) {
+        const jobResult = result;
+        void hostImportCheck(job).then(
+          (h) => {
+            jobResult.measured = { ...(jobResult.measured as object), host: h.measured };
+            jobResult.notes = [...((jobResult.notes as string[] | undefined) ?? []), ...h.notes];
+            resolve({
+              scenario,
+              ok: h.ok,
+              seconds,
+              result: jobResult,
+              note: h.ok ? '' : 'host side failed',
+            });
+            if (h.ok) fs.rmSync(job, { recursive: true, force: true });
+          },
+          (e: unknown) => {
+            resolve({ scenario, ok: false, seconds, result, note: `host side: ${String(e)}` });
+          },
+        );
+        return;
+      }
       resolve({
         scenario,
         ok,
@@ -332,7 +359,7 @@ async function runScenario(k: Kernel, initrd: string, name: string): Promise<Out
       log(
         `${name}: boot ${String(index)}: no result after ${o.seconds.toFixed(1)} s, retrying once`,
       );
-      o = await bootOnce(k, initrd, name, job, b);
+      o = await bootOnce(k, initrd, name, job, { ...b, retry: true });
     }
     seconds += o.seconds;
     if (boots > 1)

@@ -69,4 +69,8 @@ export const SCENARIOS: readonly ScenarioSpec[] = [
     boots: 2,
     coldplug: 'udev',
   },
+  {
+    name: 'import-dumps',
+    what: "passthru import of the guest's lspci -vvnn -k -D, lspci -vmm -nnk -D and iommu_groups listing, as booted and with 2 nvme VFs: --sim list --json equals the guest's own, field by field",
+  },
 ];

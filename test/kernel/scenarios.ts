@@ -11,6 +11,7 @@ import { compareWithLspci, parseLspci, type ListEntry } from '../lspci.js';
 import { hostContract, vfioHoldFacts, vmHoldsDevice } from './host-scenarios.js';
 import { bootWindow } from './boot-window.js';
 import { engineScenarios } from './engine-scenarios.js';
+import { guestImportDumps } from './import-scenario.js';
 import { driverOf, groupOf, overrideOf, sleep, sysDev, waitFor } from './guest-helpers.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -401,6 +402,8 @@ const scenarios: Record<string, () => Promise<void> | void> = {
   'host-contract': () => hostContract({ note, measured: report.measured }),
   'vfio-hold-facts': () => vfioHoldFacts({ note, measured: report.measured }),
   'vm-holds-device': () => vmHoldsDevice({ note, measured: report.measured }),
+  'import-dumps': () =>
+    guestImportDumps({ note, measured: report.measured, jobDir, cli: (a) => cli(a).out }),
   ...engineScenarios({ note, measured: report.measured, jobDir: process.argv[3] ?? '/job' }),
   'boot-window': () =>
     bootWindow({

@@ -13,6 +13,7 @@ import {
   type DeviceLinks,
   type DeviceReading,
   type HostPort,
+  type ClassDevices,
   type HostUses,
   type KernelInfo,
   type ModuleAvailability,
@@ -274,6 +275,25 @@ export class LinuxHost implements HostPort {
       interruptRemapping: remap,
       modprobe: this.live ? await findExecutable(this.modprobePath) : null,
     };
+  }
+
+  classDevices(addr: PciAddress): Promise<ClassDevices> {
+    // A class device lives below the function that provides it: /sys/class/net/eth0 links to
+    // ../../devices/pci0000:00/0000:00:03.0/virtio2/net/eth0 (seen on this project's VM; nvme0n1
+    // to .../0000:04:00.0/nvme/nvme0/nvme0n1). The link text is enough: no resolving.
+    const below = (cls: string, keep: (n: string) => boolean): string[] =>
+      this.rfs
+        .readdir(this.p('sys/class', cls))
+        .filter(
+          (n) =>
+            keep(n) && (this.rfs.readLink(this.p('sys/class', cls, n)) ?? '').includes(`/${addr}/`),
+        )
+        .sort();
+    return Promise.resolve({
+      net: below('net', () => true),
+      block: below('block', () => true),
+      drm: below('drm', (n) => /^card\d+$/.test(n)),
+    });
   }
 
   hostUses(): Promise<HostUses> {

@@ -110,10 +110,9 @@ export class RootedFs {
       const chunks: Buffer[] = [];
       let total = 0;
       for (;;) {
-        const buf = Buffer.alloc(READ_CHUNK);
-        const n = fsSync.readSync(fd, buf, 0, READ_CHUNK, null);
+        const n = fsSync.readSync(fd, scratch, 0, READ_CHUNK, null);
         if (n === 0) break;
-        chunks.push(buf.subarray(0, n));
+        chunks.push(Buffer.from(scratch.subarray(0, n)));
         total += n;
         if (total > MAX_TEXT) break;
       }
@@ -156,9 +155,12 @@ export class RootedFs {
       try {
         // fstat, like open, is answered without device_lock.
         if (!fsSync.fstatSync(fd).isFile()) return null;
-        const buf = Buffer.alloc(READ_CHUNK);
+        // The lock-taking attributes (driver_override, sriov_numvfs, uevent) print a line or
+        // a few: a page holds them. 64 KiB per read made a 4096-function discovery allocate
+        // 256 MiB of buffers, which stayed in the agent's RSS.
+        const buf = Buffer.allocUnsafe(LOCKED_ATTR_MAX);
         const n = await new Promise<number>((resolve, reject) => {
-          fsSync.read(fd, buf, 0, READ_CHUNK, null, (err, bytes) => {
+          fsSync.read(fd, buf, 0, LOCKED_ATTR_MAX, null, (err, bytes) => {
             if (err) reject(err);
             else resolve(bytes);
           });
@@ -356,6 +358,7 @@ export class RootedFs {
 }
 
 const READ_CHUNK = 65536;
+const LOCKED_ATTR_MAX = 4096;
 /** Reused by every synchronous attribute read (the text is copied out before the next). */
 const scratch = Buffer.allocUnsafe(READ_CHUNK);
 const DIR_CACHE_MAX = 50_000;

@@ -8,6 +8,7 @@ import {
   type DeviceHolder,
   type DeviceLinks,
   type HostPort,
+  type ClassDevices,
   type HostUses,
   type KernelInfo,
   type ModuleAvailability,
@@ -128,6 +129,10 @@ export class SimHost implements HostPort {
   }
   kernelInfo(): Promise<KernelInfo> {
     return this.run(() => this.k.kernelInfo());
+  }
+  classDevices(): Promise<ClassDevices> {
+    // The simulated kernel models no class devices (docs/simulated-kernel.md).
+    return this.run(() => ({ net: [], block: [], drm: [] }));
   }
   hostUses(): Promise<HostUses> {
     return this.run(() => this.k.hostUses());
