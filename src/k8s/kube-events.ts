@@ -101,14 +101,8 @@ export function eventFor(e: DomainEvent): {
         message: `${e.address} bound to vfio-pci (was ${e.from ?? 'no driver'}) in ${e.ms} ms`,
       };
     case 'device.bind_failed':
-      return {
-        on: 'claim',
-        address: e.address,
-        type: 'Warning',
-        reason: e.code,
-        message: e.message,
-      };
     case 'claim.refused':
+    case 'device.release_failed':
       return {
         on: 'claim',
         address: e.address,
@@ -123,14 +117,6 @@ export function eventFor(e: DomainEvent): {
         type: 'Normal',
         reason: 'Released',
         message: `${e.address} released to ${e.driver ?? 'no driver'}${e.note !== undefined ? ` (${e.note})` : ''}`,
-      };
-    case 'device.release_failed':
-      return {
-        on: 'claim',
-        address: e.address,
-        type: 'Warning',
-        reason: e.code,
-        message: e.message,
       };
     case 'module.lost':
       return {
