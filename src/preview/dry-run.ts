@@ -234,15 +234,19 @@ export function dryRunDeps(agent: Agent): DryRunDeps {
   };
 }
 
-/** What `passthru claim ADDR...` would do now: nothing on the host is written. */
-export async function dryRunClaim(
+/**
+ * Rehearses one action on a fresh copy of the host: the plan's steps are what the copy saw
+ * written, and a thrown error is the plan's refusal, as the real command would report it.
+ */
+async function rehearsePlan(
   d: DryRunDeps,
+  kind: DryRunPlan['kind'],
   addresses: PciAddress[],
-  opts: DryRunClaimOptions,
+  act: (agent: Agent, plan: DryRunPlan) => Promise<void>,
 ): Promise<DryRunPlan> {
   const r = await rehearse(d);
   const plan: DryRunPlan = {
-    kind: 'claim',
+    kind,
     host: d.host.description,
     addresses,
     steps: [],
@@ -252,7 +256,23 @@ export async function dryRunClaim(
     repairs: r.repairs,
   };
   try {
-    const claims = await r.agent.claim(addresses, {
+    await act(r.agent, plan);
+  } catch (e) {
+    plan.refusals.push(refusalOf(e, addresses));
+  }
+  plan.steps = r.host.take();
+  plan.unbinds = await impacts(d.host, plan.steps, r.uses, r.bootVga);
+  return plan;
+}
+
+/** What `passthru claim ADDR...` would do now: nothing on the host is written. */
+export function dryRunClaim(
+  d: DryRunDeps,
+  addresses: PciAddress[],
+  opts: DryRunClaimOptions,
+): Promise<DryRunPlan> {
+  return rehearsePlan(d, 'claim', addresses, async (agent, plan) => {
+    const claims = await agent.claim(addresses, {
       withGroup: opts.withGroup,
       force: opts.force,
       acceptChange: opts.acceptChange === true,
@@ -265,33 +285,17 @@ export async function dryRunClaim(
       const others = c.members.filter((m) => m !== c.address);
       if (others.length > 0) plan.companions.push({ address: c.address, members: others });
     }
-  } catch (e) {
-    plan.refusals.push(refusalOf(e, addresses));
-  }
-  plan.steps = r.host.take();
-  plan.unbinds = await impacts(d.host, plan.steps, r.uses, r.bootVga);
-  return plan;
+  });
 }
 
 /** What `passthru release ADDR...` would do now: nothing on the host is written. */
-export async function dryRunRelease(
+export function dryRunRelease(
   d: DryRunDeps,
   addresses: PciAddress[],
   opts: { wait?: boolean } = {},
 ): Promise<DryRunPlan> {
-  const r = await rehearse(d);
-  const plan: DryRunPlan = {
-    kind: 'release',
-    host: d.host.description,
-    addresses,
-    steps: [],
-    companions: [],
-    unbinds: [],
-    refusals: [],
-    repairs: r.repairs,
-  };
-  try {
-    const released = await r.agent.release(addresses, { wait: opts.wait === true });
+  return rehearsePlan(d, 'release', addresses, async (agent, plan) => {
+    const released = await agent.release(addresses, { wait: opts.wait === true });
     plan.released = released;
     for (const o of released)
       if (!o.ok && o.code !== undefined)
@@ -299,10 +303,5 @@ export async function dryRunRelease(
     const members = released.map((o) => o.address).filter((a) => !addresses.includes(a));
     if (members.length > 0 && addresses.length === 1 && addresses[0] !== undefined)
       plan.companions.push({ address: addresses[0], members: members.sort(compareAddresses) });
-  } catch (e) {
-    plan.refusals.push(refusalOf(e, addresses));
-  }
-  plan.steps = r.host.take();
-  plan.unbinds = await impacts(d.host, plan.steps, r.uses, r.bootVga);
-  return plan;
+  });
 }
