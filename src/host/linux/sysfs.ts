@@ -81,6 +81,14 @@ export class RootedFs {
    * readTextAsync.
    */
   readText(p: string): string | null {
+    return this.openAndRead(p, (fd) => this.readFd(fd));
+  }
+
+  /**
+   * Opens p (confined) and hands the fd to `read`, which closes it. A link under a tree that
+   * opening refused is followed inside the tree and read whole instead.
+   */
+  private openAndRead<T>(p: string, read: (fd: number) => T): T | string | null {
     const at = this.readPath(p);
     if (at === null) return null;
     let fd: number;
@@ -91,7 +99,7 @@ export class RootedFs {
       if (inside === null) return absentOrThrow(e);
       return this.readTextAt(inside);
     }
-    return this.readFd(fd);
+    return read(fd);
   }
 
   private readTextAt(at: string): string | null {
@@ -251,28 +259,18 @@ export class RootedFs {
    * regular file in a tree unless it is larger than the buffer (then the rest is read too).
    */
   readAttrText(p: string): string | null {
-    const at = this.readPath(p);
-    if (at === null) return null;
-    let fd: number;
-    try {
-      fd = fsSync.openSync(at, this.readFlags);
-    } catch (e) {
-      const inside = this.followInside(p, e);
-      if (inside === null) return absentOrThrow(e);
-      return this.readTextAt(inside);
-    }
-    let text: string | null | undefined;
-    try {
-      if (!fsSync.fstatSync(fd).isFile()) text = null;
-      else {
+    // undefined: the file filled the buffer, so it is read again whole.
+    const text = this.openAndRead(p, (fd): string | null | undefined => {
+      try {
+        if (!fsSync.fstatSync(fd).isFile()) return null;
         const n = fsSync.readSync(fd, scratch, 0, scratch.length, null);
-        if (n < scratch.length) text = trimNewline(scratch.toString('utf8', 0, n));
+        return n < scratch.length ? trimNewline(scratch.toString('utf8', 0, n)) : undefined;
+      } catch (e) {
+        return absentOrThrow(e);
+      } finally {
+        fsSync.closeSync(fd);
       }
-    } catch (e) {
-      text = absentOrThrow(e);
-    } finally {
-      fsSync.closeSync(fd);
-    }
+    });
     return text === undefined ? this.readText(p) : text;
   }
 
