@@ -9,28 +9,9 @@ import { requestAgent } from '../src/process/socket-client.js';
 import { buildApiServer } from '../src/process/socket-server.js';
 import { PtError } from '../src/errors.js';
 import { silentLogger } from '../src/util/logger.js';
-import { NIC, labTopology, rig, stop, type Rig } from './helpers.js';
+import { NIC, apiServer, labTopology, rig, stop } from './helpers.js';
 
 const A = NIC[0]!;
-
-async function api(
-  r: Rig,
-  opts: { sim?: boolean; running?: boolean; maxInFlight?: number } = {},
-): Promise<{ server: Awaited<ReturnType<typeof buildApiServer>>; lifecycle: AgentLifecycle }> {
-  const lifecycle = new AgentLifecycle();
-  if (opts.running !== false) lifecycle.running();
-  const ctx: ApiContext = {
-    agent: r.agent,
-    sim: opts.sim === false ? null : r.kernel,
-    lifecycle,
-    logger: silentLogger(),
-  };
-  const server = await buildApiServer(
-    ctx,
-    opts.maxInFlight !== undefined ? { maxInFlight: opts.maxInFlight } : {},
-  );
-  return { server, lifecycle };
-}
 
 async function tmpDir(prefix: string): Promise<string> {
   // mkdtemp makes the folder 0700: a private folder, as the socket needs.
@@ -39,7 +20,7 @@ async function tmpDir(prefix: string): Promise<string> {
 
 test('routes answer only the names they define: /v1/sim/constructor and unknown paths are 404 PT_ERR_NO_ROUTE', async () => {
   const r = await rig(labTopology(), { run: false });
-  const { server } = await api(r);
+  const { server } = await apiServer(r);
   try {
     for (const [method, url] of [
       ['POST', '/v1/sim/constructor'],
@@ -63,8 +44,8 @@ test('routes answer only the names they define: /v1/sim/constructor and unknown 
 
 test('/v1/sim/* exists only on a simulated agent: without --sim, GET /v1/sim/state is 404 and says why', async () => {
   const r = await rig(labTopology(), { run: false });
-  const withSim = await api(r);
-  const without = await api(r, { sim: false });
+  const withSim = await apiServer(r);
+  const without = await apiServer(r, { sim: false });
   try {
     assert.equal((await withSim.server.app.inject({ url: '/v1/sim/state' })).statusCode, 200);
     const res = await without.server.app.inject({ url: '/v1/sim/state' });
@@ -81,7 +62,7 @@ test('/v1/sim/* exists only on a simulated agent: without --sim, GET /v1/sim/sta
 
 test('an oversized body gets 413 PT_ERR_REQUEST_TOO_LARGE and changes nothing', async () => {
   const r = await rig(labTopology(), { run: false });
-  const { server } = await api(r);
+  const { server } = await apiServer(r);
   try {
     const res = await server.app.inject({
       method: 'POST',
@@ -99,7 +80,7 @@ test('an oversized body gets 413 PT_ERR_REQUEST_TOO_LARGE and changes nothing', 
 
 test('bodies are validated by schema without coercion: "force":"true", unknown fields, negative times, bad errno are 400', async () => {
   const r = await rig(labTopology(), { run: false });
-  const { server } = await api(r);
+  const { server } = await apiServer(r);
   try {
     const cases: [string, unknown][] = [
       ['/v1/claims', { addresses: [A], force: 'true' }],
@@ -123,7 +104,7 @@ test('bodies are validated by schema without coercion: "force":"true", unknown f
 
 test('status says starting until the start finishes; a claim sent meanwhile waits and then binds', async () => {
   const r = await rig(labTopology());
-  const { server, lifecycle } = await api(r, { running: false });
+  const { server, lifecycle } = await apiServer(r, { running: false });
   try {
     const before = await server.app.inject({ url: '/v1/status' });
     assert.equal(before.json<{ phase: string }>().phase, 'starting');
@@ -162,7 +143,7 @@ test('status says starting until the start finishes; a claim sent meanwhile wait
 test('request concurrency is bounded: past maxInFlight the agent answers 503 PT_ERR_AGENT_BUSY', async () => {
   const r = await rig(labTopology(), { run: false });
   // Still starting: a claim waits in its handler, holding its slot.
-  const { server, lifecycle } = await api(r, { running: false, maxInFlight: 1 });
+  const { server, lifecycle } = await apiServer(r, { running: false, maxInFlight: 1 });
   try {
     const held = server.app.inject({
       method: 'POST',
@@ -185,7 +166,7 @@ test('unix socket: created 0600 in a 0700 folder, served, and removed on close',
   const r = await rig(labTopology(), { run: false });
   const dir = await tmpDir('pt-sock-');
   const sock = path.join(dir, 'agent.sock');
-  const { server } = await api(r);
+  const { server } = await apiServer(r);
   try {
     await server.listenUnix(sock);
     const st = await fs.lstat(sock);
@@ -206,7 +187,7 @@ test('unix socket: a regular file at the socket path is refused with PT_ERR_UNSA
   const dir = await tmpDir('pt-sock-');
   const notASocket = path.join(dir, 'state.json');
   await fs.writeFile(notASocket, '{"precious":true}');
-  const { server } = await api(r);
+  const { server } = await apiServer(r);
   try {
     await assert.rejects(server.listenUnix(notASocket), { code: 'PT_ERR_UNSAFE_PATH' });
     assert.equal(await fs.readFile(notASocket, 'utf8'), '{"precious":true}');
@@ -220,8 +201,8 @@ test('unix socket: a stale socket is replaced, a live one is refused', async () 
   const r = await rig(labTopology(), { run: false });
   const dir = await tmpDir('pt-sock-');
   const sock = path.join(dir, 'agent.sock');
-  const first = await api(r);
-  const second = await api(r);
+  const first = await apiServer(r);
+  const second = await apiServer(r);
   try {
     await first.server.listenUnix(sock);
     await assert.rejects(second.server.listenUnix(sock), /already listening/);
@@ -243,7 +224,7 @@ test('unix socket: a stale socket is replaced, a live one is refused', async () 
 test('unix socket: a socket folder others can reach (0755) or write (0777) is refused with PT_ERR_UNSAFE_PATH', async () => {
   const r = await rig(labTopology(), { run: false });
   const dir = await tmpDir('pt-sock-');
-  const { server } = await api(r);
+  const { server } = await apiServer(r);
   try {
     for (const mode of [0o755, 0o777]) {
       await fs.chmod(dir, mode);

@@ -10,10 +10,7 @@ import type { HostPort } from '../src/host/port.js';
 import { parsePciAddress, type PciAddress } from '../src/pci/address.js';
 import { dryRunClaim, dryRunRelease, type DryRunPlan } from '../src/preview/dry-run.js';
 import { MemoryStore } from '../src/state/model.js';
-import { AgentLifecycle } from '../src/agent/routes.js';
-import { buildApiServer } from '../src/process/socket-server.js';
-import { silentLogger } from '../src/util/logger.js';
-import { EDU, MF0, MF1, NIC, ROOTFS, labTopology, makeAgent, rig } from './helpers.js';
+import { apiServer, EDU, MF0, MF1, NIC, ROOTFS, labTopology, makeAgent, rig } from './helpers.js';
 
 async function setup(): Promise<{
   clock: ManualClock;
@@ -148,14 +145,7 @@ test('release --dry-run asks the real host for VM holders: a held device is refu
 
 test('POST /v1/claims/dry-run and /v1/release/dry-run answer the plan the real routes then carry out', async () => {
   const r = await rig(labTopology(), { run: false });
-  const lifecycle = new AgentLifecycle();
-  lifecycle.running();
-  const server = await buildApiServer({
-    agent: r.agent,
-    sim: null,
-    lifecycle,
-    logger: silentLogger(),
-  });
+  const { server } = await apiServer(r, { sim: false });
   try {
     const a = NIC[2] as PciAddress;
     taken(r.kernel);

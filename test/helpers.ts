@@ -1,4 +1,6 @@
 import { Agent, type AgentDeps } from '../src/agent/agent.js';
+import { AgentLifecycle, type ApiContext } from '../src/agent/routes.js';
+import { buildApiServer } from '../src/process/socket-server.js';
 import { ManualClock } from '../src/host/clock.js';
 import type { HostPort } from '../src/host/port.js';
 import { SimKernel } from '../src/host/sim/kernel.js';
@@ -165,4 +167,24 @@ export function eventsOf<T extends DomainEvent['type']>(
   type: T,
 ): Extract<DomainEvent, { type: T }>[] {
   return h.events.filter((e): e is Extract<DomainEvent, { type: T }> => e.type === type);
+}
+
+/** The agent's API app over a rig, as the process serves it (no listener; `app.inject`). */
+export async function apiServer(
+  r: Rig,
+  opts: { sim?: boolean; running?: boolean; maxInFlight?: number } = {},
+): Promise<{ server: Awaited<ReturnType<typeof buildApiServer>>; lifecycle: AgentLifecycle }> {
+  const lifecycle = new AgentLifecycle();
+  if (opts.running !== false) lifecycle.running();
+  const ctx: ApiContext = {
+    agent: r.agent,
+    sim: opts.sim === false ? null : r.kernel,
+    lifecycle,
+    logger: silentLogger(),
+  };
+  const server = await buildApiServer(
+    ctx,
+    opts.maxInFlight !== undefined ? { maxInFlight: opts.maxInFlight } : {},
+  );
+  return { server, lifecycle };
 }

@@ -5,10 +5,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { deviceStory } from '../src/agent/story-source.js';
 import type { DomainEvent } from '../src/events/events.js';
-import { AgentLifecycle } from '../src/agent/routes.js';
 import { buildStory, type DeviceStory, type StoryState } from '../src/events/story.js';
-import { buildApiServer } from '../src/process/socket-server.js';
-import { silentLogger } from '../src/util/logger.js';
 import { ManualClock } from '../src/host/clock.js';
 import type { PciAddress } from '../src/pci/address.js';
 import { FileHistory } from '../src/process/file-history.js';
@@ -16,7 +13,7 @@ import { MemoryHistory } from '../src/state/history.js';
 import type { HostPort } from '../src/host/port.js';
 import { SimKernel } from '../src/host/sim/kernel.js';
 import { MemoryStore } from '../src/state/model.js';
-import { NIC, ROOTFS, labTopology, makeAgent, onVfio, rig, stop } from './helpers.js';
+import { apiServer, NIC, ROOTFS, labTopology, makeAgent, onVfio, rig, stop } from './helpers.js';
 
 const A = NIC[0] as PciAddress;
 const B = NIC[1] as PciAddress;
@@ -302,14 +299,7 @@ test('MemoryHistory.readAll gives every event, oldest first', async () => {
 
 test('GET /v1/devices/:address/story answers the story; a bad address or since is 400 PT_ERR_INVALID_*', async () => {
   const r = await rig(labTopology(), { run: false });
-  const lifecycle = new AgentLifecycle();
-  lifecycle.running();
-  const server = await buildApiServer({
-    agent: r.agent,
-    sim: null,
-    lifecycle,
-    logger: silentLogger(),
-  });
+  const { server } = await apiServer(r, { sim: false });
   try {
     await r.agent.claim([A], { withGroup: false, force: false, source: 'api' });
     const res = await server.app.inject({ method: 'GET', url: `/v1/devices/${A}/story` });
