@@ -1,7 +1,6 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { buildConfigHeader } from '../src/pci/config.js';
-import { writeSysfsTree } from '../src/host/sysfs-tree.js';
+import { configHeaderOf, writeSysfsTree } from '../src/host/sysfs-tree.js';
 import type { Topology, TopologyDevice } from '../src/topology/format.js';
 
 /**
@@ -13,20 +12,8 @@ import type { Topology, TopologyDevice } from '../src/topology/format.js';
  */
 export function fullConfigSpace(d: TopologyDevice, topo: Topology): Uint8Array {
   const bridge = d.class.startsWith('0604');
-  const sv = d.subsystemVendor ?? '0000';
-  const sd = d.subsystemDevice ?? '0000';
   const cfg = new Uint8Array(4096);
-  cfg.set(
-    buildConfigHeader({
-      vendor: d.vendor,
-      device: d.device,
-      classId: d.class,
-      revision: d.revision ?? '00',
-      subsystemVendor: sv,
-      subsystemDevice: sd,
-      bridge,
-    }),
-  );
+  cfg.set(configHeaderOf(d));
   const dv = new DataView(cfg.buffer);
   const bus = (a: string): number => parseInt(a.slice(-7, -5), 16);
   if (bridge) {

@@ -79,17 +79,7 @@ export async function writeSysfsTree(topo: Topology, root: string): Promise<void
     for (const [name, text] of Object.entries(files))
       await fs.writeFile(path.join(dir, name), text);
     const cfg = new Uint8Array(256);
-    cfg.set(
-      buildConfigHeader({
-        vendor: d.vendor,
-        device: d.device,
-        classId: d.class,
-        revision: d.revision ?? '00',
-        subsystemVendor: sv,
-        subsystemDevice: sd,
-        bridge: d.class.startsWith('0604'),
-      }),
-    );
+    cfg.set(configHeaderOf(d));
     await fs.writeFile(path.join(dir, 'config'), cfg);
     await link(dir, path.join(sys, 'bus/pci/devices', d.address));
     if (d.driver) {
@@ -127,6 +117,19 @@ export async function writeSysfsTree(topo: Topology, root: string): Promise<void
 }
 
 /** The `modalias` attribute as the kernel's modalias_show prints it. */
+/** The 64-byte config header a topology device has in its `config` file. */
+export function configHeaderOf(d: TopologyDevice): Uint8Array {
+  return buildConfigHeader({
+    vendor: d.vendor,
+    device: d.device,
+    classId: d.class,
+    revision: d.revision ?? '00',
+    subsystemVendor: d.subsystemVendor ?? '0000',
+    subsystemDevice: d.subsystemDevice ?? '0000',
+    bridge: d.class.startsWith('0604'),
+  });
+}
+
 function modalias(vendor: string, device: string, sv: string, sd: string, cls: string): string {
   const id = (h: string): string => h.toUpperCase().padStart(8, '0');
   const c = cls.toUpperCase();
