@@ -1,6 +1,6 @@
 import type { DryRunPlan, PlanStep } from '../preview/dry-run.js';
 import { html, type Html } from './html.js';
-import { badge, toneOfClaim } from './layout.js';
+import { badge, toneOfClaim, headRow } from './layout.js';
 
 /** The file a step writes (modprobe for a module load). */
 function fileOf(s: PlanStep): string {
@@ -18,7 +18,7 @@ function stepsTable(steps: PlanStep[], caption: string): Html {
   const h = html;
   return h`<div class="scroll"><table class="writes">
 <caption>${caption}</caption>
-<thead><tr><th scope="col">#</th><th scope="col">File</th><th scope="col">Value written</th><th scope="col">Note</th></tr></thead>
+${headRow(['#', 'File', 'Value written', 'Note'])}
 <tbody>${steps.map(
     (s, i) =>
       h`<tr><td>${i + 1}</td><td><code>${fileOf(s)}</code></td><td><code>${s.value === '\n' ? '(empty line)' : s.value}</code></td><td>${s.op === 'unbind' && s.from !== undefined ? `leaves ${s.from ?? 'no driver'}` : ''}</td></tr>`,

@@ -3,7 +3,7 @@ import type { ClaimStatus } from '../engine/engine.js';
 import type { GroupView, ListFilter } from '../cli/views.js';
 import type { Inventory, PciFunction } from '../pci/model.js';
 import { html, query, type Html } from './html.js';
-import { badge } from './layout.js';
+import { badge, headRow } from './layout.js';
 
 function options(
   label: string,
@@ -94,18 +94,7 @@ export function devicesBody(
             <code>passthru list</code
             >)
           </caption>
-          <thead>
-            <tr>
-              <th scope="col">Address</th>
-              <th scope="col">Class</th>
-              <th scope="col">IDs</th>
-              <th scope="col">Group</th>
-              <th scope="col">NUMA</th>
-              <th scope="col">Driver</th>
-              <th scope="col">Device</th>
-              <th scope="col">Action</th>
-            </tr>
-          </thead>
+          ${headRow(['Address', 'Class', 'IDs', 'Group', 'NUMA', 'Driver', 'Device', 'Action'])}
           <tbody>
             ${shown.map(
               (d) =>
@@ -149,15 +138,7 @@ export function groupsBody(groups: GroupView[]): Html {
           <caption>
             ${groups.length} IOMMU groups
           </caption>
-          <thead>
-            <tr>
-              <th scope="col">Group</th>
-              <th scope="col">Passthrough now</th>
-              <th scope="col">Claimable</th>
-              <th scope="col">Members</th>
-              <th scope="col">Action</th>
-            </tr>
-          </thead>
+          ${headRow(['Group', 'Passthrough now', 'Claimable', 'Members', 'Action'])}
           <tbody>
             ${groups.map((g) => {
               const first = g.members.find((m) => !m.bridge);

@@ -68,3 +68,12 @@ export function toneOfClaim(state: string): 'ok' | 'warn' | 'bad' | 'info' {
   if (state === 'pending' || state === 'busy' || state === 'releasing') return 'info';
   return 'warn';
 }
+
+/** A table's header row: one column header per name. */
+export function headRow(columns: readonly string[]): Html {
+  return html`<thead>
+    <tr>
+      ${columns.map((c) => html`<th scope="col">${c}</th>`)}
+    </tr>
+  </thead>`;
+}

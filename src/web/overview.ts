@@ -3,7 +3,7 @@ import type { DoctorReport } from '../doctor/doctor.js';
 import type { DomainEvent } from '../events/events.js';
 import { recoveryChart } from './chart.js';
 import { html, query, type Html } from './html.js';
-import { badge, timeText, toneOfClaim } from './layout.js';
+import { badge, timeText, toneOfClaim, headRow } from './layout.js';
 
 export interface OverviewData {
   status: AgentStatus;
@@ -74,12 +74,7 @@ function moduleSection(s: AgentStatus): Html {
         <caption class="vh">
           Module states
         </caption>
-        <thead>
-          <tr>
-            <th scope="col">Module</th>
-            <th scope="col">State</th>
-          </tr>
-        </thead>
+        ${headRow(['Module', 'State'])}
         <tbody>
           ${k.modules.map(
             (m) =>
@@ -113,17 +108,7 @@ function timelineSection(s: AgentStatus): Html {
           Each loss of the vfio modules: when it was seen, how, and how long until the modules and
           then every claimed device were back
         </caption>
-        <thead>
-          <tr>
-            <th scope="col">Detected</th>
-            <th scope="col">Modules</th>
-            <th scope="col">Seen by</th>
-            <th scope="col">To reload</th>
-            <th scope="col">To devices back</th>
-            <th scope="col">Devices</th>
-            <th scope="col">Attempts</th>
-          </tr>
-        </thead>
+        ${headRow(['Detected', 'Modules', 'Seen by', 'To reload', 'To devices back', 'Devices', 'Attempts'])}
         <tbody>
           ${
             open
@@ -171,17 +156,7 @@ function claimsSection(s: AgentStatus): Html {
               <caption class="vh">
                 Claimed devices
               </caption>
-              <thead>
-                <tr>
-                  <th scope="col">Address</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Group</th>
-                  <th scope="col">Members</th>
-                  <th scope="col">Original driver</th>
-                  <th scope="col">Since</th>
-                  <th scope="col">Action</th>
-                </tr>
-              </thead>
+              ${headRow(['Address', 'State', 'Group', 'Members', 'Original driver', 'Since', 'Action'])}
               <tbody>
                 ${s.claims.map((c) => {
                   const addrs = new Set<string>([c.address, ...c.members]);
@@ -229,15 +204,7 @@ function claimsSection(s: AgentStatus): Html {
                 <caption class="vh">
                   Ledger
                 </caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Address</th>
-                    <th scope="col">Original driver</th>
-                    <th scope="col">Claim</th>
-                    <th scope="col">State</th>
-                    <th scope="col">Note</th>
-                  </tr>
-                </thead>
+                ${headRow(['Address', 'Original driver', 'Claim', 'State', 'Note'])}
                 <tbody>
                   ${s.ledger.map(
                     (l) =>
@@ -270,14 +237,7 @@ function doctorSection(d: DoctorReport): Html {
         <caption class="vh">
           Host checks and their fixes
         </caption>
-        <thead>
-          <tr>
-            <th scope="col">Check</th>
-            <th scope="col">Result</th>
-            <th scope="col">Finding</th>
-            <th scope="col">Fix</th>
-          </tr>
-        </thead>
+        ${headRow(['Check', 'Result', 'Finding', 'Fix'])}
         <tbody>
           ${d.checks.map(
             (c) =>
