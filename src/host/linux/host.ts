@@ -12,6 +12,7 @@ import {
   type DeviceHolder,
   type DeviceLinks,
   type DeviceReading,
+  type ReadDeviceOptions,
   type HostPort,
   type ClassDevices,
   type HostUses,
@@ -66,6 +67,14 @@ const EVERY_DEVICE: ReadonlySet<DeviceAttr> = new Set<DeviceAttr>([
   'numa_node',
   'driver_override',
 ]);
+
+/**
+ * vfio-pci and its variant drivers (mlx5_vfio_pci, hisi_acc_vfio_pci, ...): unbinding one
+ * waits for the VM that holds the device, for as long as it holds it.
+ */
+function isVfioDriver(name: string): boolean {
+  return name.includes('vfio');
+}
 
 /** The SR-IOV PF attributes: present together, on PFs only (sriov_pf_dev_attr_group). */
 const SRIOV_PF: ReadonlySet<DeviceAttr> = new Set<DeviceAttr>([
@@ -154,12 +163,15 @@ export class LinuxHost implements HostPort {
    * costs an exception, several times more). A listing of the directory cost more than all of
    * those lookups together. About 22 syscalls per function; it was ~59 (bench/discovery.ts).
    */
-  async readDevice(addr: PciAddress, attrs: readonly DeviceAttr[]): Promise<DeviceReading | null> {
+  async readDevice(
+    addr: PciAddress,
+    attrs: readonly DeviceAttr[],
+    opts: ReadDeviceOptions = {},
+  ): Promise<DeviceReading | null> {
     const r = this.rfs;
     const dir = r.locateDir(this.dev(addr));
     if (dir === null) return null;
     const out: Partial<Record<DeviceAttr, string>> = {};
-    const waits: Promise<void>[] = [];
     // Only a PF has the sriov_* attributes, and then all of them: one lookup answers for all.
     let pf: boolean | undefined;
     const present = (a: DeviceAttr): boolean => {
@@ -170,21 +182,28 @@ export class LinuxHost implements HostPort {
         return false;
       return r.hasIn(dir, a);
     };
+    const locking: DeviceAttr[] = [];
     for (const a of attrs) {
       if (!present(a)) continue;
-      if (LOCK_TAKING_ATTRS.has(a)) {
-        waits.push(
-          r.readAttrAsyncIn(dir, a).then((t) => {
-            if (t !== null) out[a] = t;
-          }),
-        );
-      } else {
+      if (LOCK_TAKING_ATTRS.has(a)) locking.push(a);
+      else {
         const t = r.readAttrIn(dir, a);
         if (t !== null) out[a] = t;
       }
     }
     const links = this.linksOf(dir, pf);
-    await Promise.all(waits);
+    const inPlace =
+      opts.inPlaceWhenBound === true &&
+      links.driver !== null &&
+      !isVfioDriver(links.driver) &&
+      !(pf ?? r.hasIn(dir, 'sriov_totalvfs'));
+    const texts = inPlace
+      ? locking.map((a) => r.readAttrIn(dir, a))
+      : await Promise.all(locking.map((a) => r.readAttrAsyncIn(dir, a)));
+    locking.forEach((a, i) => {
+      const t = texts[i];
+      if (t !== null && t !== undefined) out[a] = t;
+    });
     return { attrs: out, links };
   }
 

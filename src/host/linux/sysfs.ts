@@ -89,15 +89,20 @@ export class RootedFs {
         cur = known;
         continue;
       }
+      // lstat, then readlink only for a link: a readlink of a directory fails, and a failed
+      // sync call costs an exception, several times the price of the lstat.
       let target: string;
       try {
+        const st = fsSync.lstatSync(at, { throwIfNoEntry: false });
+        if (st === undefined) return null;
+        if (!st.isSymbolicLink()) {
+          this.remember(at, at);
+          cur = at;
+          continue;
+        }
         target = fsSync.readlinkSync(at);
-      } catch (e) {
-        if (errnoOf(e) !== 'EINVAL') return null;
-        // Not a link: this component is real.
-        this.remember(at, at);
-        cur = at;
-        continue;
+      } catch {
+        return null;
       }
       if (++links > MAX_LINKS) return null;
       todo.push({ resolves: at }, ...target.split('/').reverse());
