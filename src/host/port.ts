@@ -63,6 +63,11 @@ export interface DeviceLinks {
 }
 
 /** One device as discovery reads it (readDevice). */
+/** The links of a device that is not there (or vanished while being read). */
+export function noDeviceLinks(): DeviceLinks {
+  return { driver: null, iommuGroup: null, physfn: null, virtfns: [], parent: null, vfioDev: null };
+}
+
 export interface ReadDeviceOptions {
   /**
    * For one-shot commands (`passthru list`), never the agent: read the lock-taking attributes

@@ -7,6 +7,7 @@ import { findDeviceSerial } from '../../pci/device-serial.js';
 import { systemClock, type Clock } from '../clock.js';
 import {
   LOCK_TAKING_ATTRS,
+  noDeviceLinks,
   isValidDriverName,
   type DeviceAttr,
   type DeviceHolder,
@@ -83,16 +84,6 @@ const SRIOV_PF: ReadonlySet<DeviceAttr> = new Set<DeviceAttr>([
   'sriov_vf_device',
 ]);
 
-/** A device directory that vanished between listing and reading has no links. */
-const NO_LINKS: DeviceLinks = {
-  driver: null,
-  iommuGroup: null,
-  physfn: null,
-  virtfns: [],
-  parent: null,
-  vfioDev: null,
-};
-
 const MAY_BLOCK: ReadonlySet<WritableDeviceAttr> = new Set<WritableDeviceAttr>([
   'sriov_numvfs',
   'remove',
@@ -154,7 +145,7 @@ export class LinuxHost implements HostPort {
 
   readDeviceLinks(addr: PciAddress): Promise<DeviceLinks> {
     const dir = this.rfs.locateDir(this.dev(addr));
-    return Promise.resolve(dir === null ? NO_LINKS : this.linksOf(dir));
+    return Promise.resolve(dir === null ? noDeviceLinks() : this.linksOf(dir));
   }
 
   /**
