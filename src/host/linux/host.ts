@@ -112,15 +112,20 @@ export class LinuxHost implements HostPort {
     this.useUevents = opts.uevents ?? true;
     this.modules = new LinuxModules(this.rfs, this.modprobePath, opts.modprobeTimeoutMs ?? 60_000);
     this.description = `linux:${this.root}`;
+    this.devicesDir = this.p('sys/bus/pci/devices');
   }
 
   private p(...parts: string[]): string {
     return path.join(this.root, ...parts);
   }
 
+  /** A validated address joins a resolved root: no path.join (it was a cost per device). */
   private dev(addr: PciAddress, ...rest: string[]): string {
-    return this.p('sys/bus/pci/devices', addr, ...rest);
+    const d = `${this.devicesDir}/${addr}`;
+    return rest.length === 0 ? d : path.join(d, ...rest);
   }
+
+  private readonly devicesDir: string;
 
   listDevices(): Promise<PciAddress[]> {
     return Promise.resolve(

@@ -65,13 +65,31 @@ export class RootedFs {
   private realUnder(p: string): string | null {
     if (p === this.root) return this.realRoot;
     if (!p.startsWith(`${this.root}/`)) return this.resolved(p);
+    // Most paths asked for are entries of a directory asked for before (each device's entry in
+    // /sys/bus/pci/devices): resolve only the last component then.
+    const cut = p.lastIndexOf('/');
+    const above = this.realCache.get(p.slice(0, cut));
+    if (above !== undefined) return this.walk(above, [p.slice(cut + 1)]);
+    const real = this.walk(
+      this.realRoot,
+      p
+        .slice(this.root.length + 1)
+        .split('/')
+        .reverse(),
+    );
+    if (real !== null) this.remember(p, real);
+    return real;
+  }
+
+  /**
+   * Walks `names` (last first) from the real directory `from`, resolving links one component
+   * at a time and remembering each.
+   */
+  private walk(from: string, names: string[]): string | null {
     // Components still to walk, last first; a marker records a link's real location once its
     // target has been walked.
-    const todo: (string | { resolves: string })[] = p
-      .slice(this.root.length + 1)
-      .split('/')
-      .reverse();
-    let cur = this.realRoot;
+    const todo: (string | { resolves: string })[] = names;
+    let cur = from;
     let links = 0;
     for (let c = todo.pop(); c !== undefined; c = todo.pop()) {
       if (typeof c !== 'string') {
@@ -395,8 +413,25 @@ export class RootedFs {
     } catch {
       return null;
     }
-    if (dir.real !== null && !this.inside(path.resolve(dir.real, target))) return null;
-    return path.basename(target);
+    if (dir.real !== null && !this.targetInside(dir.real, target)) return null;
+    return target.slice(target.lastIndexOf('/') + 1);
+  }
+
+  /**
+   * Whether a link in the real directory `realDir` points inside the tree, judged by its text
+   * (as readLinkBase judges): the `..` steps of a relative target must not climb above the
+   * tree's root. `realDir` has no links in it, so counting steps is what the kernel would do.
+   */
+  private targetInside(realDir: string, target: string): boolean {
+    if (target.startsWith('/')) return this.inside(path.resolve(target));
+    const below = realDir.slice(this.realRoot.length).replace(/^\//, '');
+    let depth = below === '' ? 0 : below.split('/').length;
+    for (const seg of target.split('/')) {
+      if (seg === '..') {
+        if (--depth < 0) return false;
+      } else if (seg !== '' && seg !== '.') depth++;
+    }
+    return true;
   }
 
   /** The entries of a located directory, or of a directory in it. */
