@@ -5,6 +5,7 @@ import { agentWrite } from '../api-client.js';
 import type { CommandContext } from '../program.js';
 import { claimsExitCode, claimsText } from '../render.js';
 import type { DryRunPlan } from '../../preview/dry-run.js';
+import { directDeps, printPlan } from '../dry-run-text.js';
 
 export function addClaimCommand(program: Command, ctx: CommandContext, aenv: AgentEnv): void {
   program
@@ -51,13 +52,11 @@ export function addClaimCommand(program: Command, ctx: CommandContext, aenv: Age
           source: 'cli' as const,
         };
         if (o.dryRun === true) {
-          const [{ dryRunClaim }, { directDeps, printPlan }] = await Promise.all([
-            import('../../preview/dry-run.js'),
-            import('../dry-run-text.js'),
-          ]);
-          const plan =
-            ((await agentWrite(aenv, rt, '/v1/claims/dry-run', body)) as DryRunPlan | null) ??
-            (await dryRunClaim(await directDeps(aenv, rt), addresses, body));
+          let plan = (await agentWrite(aenv, rt, '/v1/claims/dry-run', body)) as DryRunPlan | null;
+          if (plan === null) {
+            const { dryRunClaim } = await import('../../preview/dry-run.js');
+            plan = await dryRunClaim(await directDeps(aenv, rt), addresses, body);
+          }
           printPlan(ctx, plan, o.json === true);
           return;
         }

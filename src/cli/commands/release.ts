@@ -7,6 +7,7 @@ import { agentRead, agentWrite } from '../api-client.js';
 import type { CommandContext } from '../program.js';
 import { releaseText } from '../render.js';
 import type { DryRunPlan } from '../../preview/dry-run.js';
+import { directDeps, printPlan } from '../dry-run-text.js';
 
 /** How often `release --wait` asks the agent whether the pending releases are done. */
 const WAIT_POLL_MS = 250;
@@ -50,16 +51,14 @@ export function addReleaseCommand(program: Command, ctx: CommandContext, aenv: A
             'PT_ERR_INVALID_ARGUMENT',
             '--abandon writes nothing: no dry run needed',
           );
-        const [{ dryRunRelease }, { directDeps, printPlan }] = await Promise.all([
-          import('../../preview/dry-run.js'),
-          import('../dry-run-text.js'),
-        ]);
-        const plan =
-          ((await agentWrite(aenv, rt, '/v1/release/dry-run', {
-            addresses,
-            wait: body.wait,
-          })) as DryRunPlan | null) ??
-          (await dryRunRelease(await directDeps(aenv, rt), addresses, { wait: body.wait }));
+        let plan = (await agentWrite(aenv, rt, '/v1/release/dry-run', {
+          addresses,
+          wait: body.wait,
+        })) as DryRunPlan | null;
+        if (plan === null) {
+          const { dryRunRelease } = await import('../../preview/dry-run.js');
+          plan = await dryRunRelease(await directDeps(aenv, rt), addresses, { wait: body.wait });
+        }
         printPlan(ctx, plan, o.json === true);
         return;
       }
