@@ -346,9 +346,8 @@ export class RootedFs {
   /**
    * Where the directory `p` really is, found once so that every read in it that follows costs
    * no path resolution of its own: under a tree its resolved location (realUnder); on the live
-   * host `p` itself, with the name of the directory above its real location read from the link
-   * `p` is in sysfs (one readlink: no directory under /sys/devices is a link). Null when `p`
-   * is absent or leads out of the tree.
+   * host where the link `p` is in sysfs points (one readlink: no directory under /sys/devices
+   * is a link). Null when `p` is absent or leads out of the tree.
    */
   locateDir(p: string): LocatedDir | null {
     if (!this.live) {
@@ -364,7 +363,10 @@ export class RootedFs {
       const real = this.resolved(p);
       return real === null ? null : { at: p, real: null, upper: path.basename(path.dirname(real)) };
     }
-    return { at: p, real: null, upper: path.basename(path.dirname(target)) };
+    // Open the device's entries at its real location: a path through the bus's link makes the
+    // kernel follow that link again for every open.
+    const at = path.resolve(path.dirname(p), target);
+    return { at, real: null, upper: path.basename(path.dirname(at)) };
   }
 
   /** Whether `name` exists in a located directory: access(2), no exception when it does not. */
