@@ -223,7 +223,7 @@ export class LinuxHost implements HostPort {
         : [];
     // Only a device a vfio driver holds has vfio-dev (vfio_device registration).
     const vfioDev =
-      driver !== null && r.hasIn(dir, 'vfio-dev')
+      driver !== null && isVfioDriver(driver) && r.hasIn(dir, 'vfio-dev')
         ? (r.readdirIn(dir, 'vfio-dev').find((n) => /^vfio\d+$/.test(n)) ?? null)
         : null;
     return {

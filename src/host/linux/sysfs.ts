@@ -69,7 +69,7 @@ export class RootedFs {
     // /sys/bus/pci/devices): resolve only the last component then.
     const cut = p.lastIndexOf('/');
     const above = this.realCache.get(p.slice(0, cut));
-    if (above !== undefined) return this.walk(above, [p.slice(cut + 1)]);
+    if (above !== undefined) return this.walk(above, [p.slice(cut + 1)], true);
     const real = this.walk(
       this.realRoot,
       p
@@ -83,9 +83,10 @@ export class RootedFs {
 
   /**
    * Walks `names` (last first) from the real directory `from`, resolving links one component
-   * at a time and remembering each.
+   * at a time and remembering each. `entryIsLink`: the first name is most likely a link (a
+   * device's entry in /sys/bus/pci/devices), so it is read as one straight away.
    */
-  private walk(from: string, names: string[]): string | null {
+  private walk(from: string, names: string[], entryIsLink = false): string | null {
     // Components still to walk, last first; a marker records a link's real location once its
     // target has been walked.
     const todo: (string | { resolves: string })[] = names;
@@ -96,6 +97,8 @@ export class RootedFs {
         this.remember(c.resolves, cur);
         continue;
       }
+      const likelyLink = entryIsLink;
+      entryIsLink = false;
       if (c === '' || c === '.') continue;
       if (c === '..') {
         cur = path.dirname(cur);
@@ -107,26 +110,40 @@ export class RootedFs {
         cur = known;
         continue;
       }
-      // lstat, then readlink only for a link: a readlink of a directory fails, and a failed
-      // sync call costs an exception, several times the price of the lstat.
-      let target: string;
-      try {
-        const st = fsSync.lstatSync(at, { throwIfNoEntry: false });
-        if (st === undefined) return null;
-        if (!st.isSymbolicLink()) {
-          this.remember(at, at);
-          cur = at;
-          continue;
-        }
-        target = fsSync.readlinkSync(at);
-      } catch {
-        return null;
+      const target = this.linkAt(at, likelyLink);
+      if (target === undefined) return null;
+      if (target === null) {
+        this.remember(at, at);
+        cur = at;
+        continue;
       }
       if (++links > MAX_LINKS) return null;
       todo.push({ resolves: at }, ...target.split('/').reverse());
       if (target.startsWith('/')) cur = '/';
     }
     return this.inside(cur) ? cur : null;
+  }
+
+  /**
+   * A link's target; null when `at` is not a link; undefined when it is absent or unreadable.
+   * lstat first, then readlink only for a link: a readlink of a directory fails, and a failed
+   * sync call costs an exception, several times the price of the lstat. Unless `likelyLink`:
+   * then the readlink goes first and the lstat only when it fails.
+   */
+  private linkAt(at: string, likelyLink: boolean): string | null | undefined {
+    if (likelyLink)
+      try {
+        return fsSync.readlinkSync(at);
+      } catch {
+        // Not a link after all, or absent: the lstat tells which.
+      }
+    try {
+      const st = fsSync.lstatSync(at, { throwIfNoEntry: false });
+      if (st === undefined) return undefined;
+      return st.isSymbolicLink() ? fsSync.readlinkSync(at) : null;
+    } catch {
+      return undefined;
+    }
   }
 
   private remember(at: string, real: string): void {
