@@ -29,6 +29,7 @@ export class RootedFs {
     this.root = path.resolve(root);
     this.live = this.root === '/';
     this.realRoot = this.live ? '/' : realpathOr(this.root, this.root);
+    this.readFlags = fsc.O_RDONLY | fsc.O_NONBLOCK | (this.live ? 0 : fsc.O_NOFOLLOW);
   }
 
   p(...parts: string[]): string {
@@ -154,9 +155,7 @@ export class RootedFs {
   private readonly realCache = new Map<string, string>();
 
   /** Read flags: never block on a FIFO; under a tree, never follow a final symlink blindly. */
-  private get readFlags(): number {
-    return fsc.O_RDONLY | fsc.O_NONBLOCK | (this.live ? 0 : fsc.O_NOFOLLOW);
-  }
+  private readonly readFlags: number;
 
   /**
    * A final symlink under a tree (ELOOP with O_NOFOLLOW) is followed only when its target
