@@ -166,14 +166,16 @@ export class RootedFs {
         // The lock-taking attributes (driver_override, sriov_numvfs, uevent) print a line or
         // a few: a page holds them. 64 KiB per read made a 4096-function discovery allocate
         // 256 MiB of buffers, which stayed in the agent's RSS.
-        const buf = Buffer.allocUnsafe(LOCKED_ATTR_MAX);
+        const buf = lockedReadBufs.pop() ?? Buffer.allocUnsafe(LOCKED_ATTR_MAX);
         const n = await new Promise<number>((resolve, reject) => {
           fsSync.read(fd, buf, 0, LOCKED_ATTR_MAX, null, (err, bytes) => {
             if (err) reject(err);
             else resolve(bytes);
           });
         });
-        return trimNewline(buf.subarray(0, n).toString('utf8'));
+        const text = trimNewline(buf.subarray(0, n).toString('utf8'));
+        if (lockedReadBufs.length < 64) lockedReadBufs.push(buf);
+        return text;
       } catch (e) {
         return absentOrThrow(e);
       } finally {
@@ -357,6 +359,11 @@ export class RootedFs {
 
 const READ_CHUNK = 65536;
 const LOCKED_ATTR_MAX = 4096;
+/**
+ * Pages of finished lock-taking reads, reused: a new page per read (8192 per 4096-function
+ * discovery) left ~4 MiB of malloc fragments in the agent's RSS after each resync.
+ */
+const lockedReadBufs: Buffer[] = [];
 /** Reused by every synchronous attribute read (the text is copied out before the next). */
 const scratch = Buffer.allocUnsafe(READ_CHUNK);
 const DIR_CACHE_MAX = 50_000;
