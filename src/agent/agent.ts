@@ -42,6 +42,8 @@ export interface AgentDeps {
   engine?: Partial<EngineOptions>;
   keeper?: Partial<KeeperOptions>;
   random?: () => number;
+  /** See EngineDeps.afterFullObservation. */
+  afterFullObservation?: () => void;
 }
 
 export type ReleaseState = 'released' | 'pending' | 'in-use' | 'failed' | 'abandoned';
@@ -153,6 +155,7 @@ export class Agent {
       ...(deps.names ? { names: deps.names } : {}),
       ...(deps.engine ? { options: deps.engine } : {}),
       ...(deps.random ? { random: deps.random } : {}),
+      ...(deps.afterFullObservation ? { afterFullObservation: deps.afterFullObservation } : {}),
     });
     this.recoveries = new RecoveryTracker(this.bus);
     this.bus.subscribe((e) => {

@@ -56,6 +56,11 @@ export interface EngineDeps {
   names?: PciIdNames;
   options?: Partial<EngineOptions>;
   random?: () => number;
+  /**
+   * Called after each full rediscovery (start, resync, bus change): the process adapter
+   * collects the garbage it left, so the agent's memory at rest stays near its live size.
+   */
+  afterFullObservation?: () => void;
 }
 
 /**
@@ -101,7 +106,12 @@ export class Engine {
       this.waker.wake();
     });
     this.state = new DesiredState(deps.claims, deps.ledger);
-    this.observer = new HostObserver(deps.host, this.inflight, deps.names);
+    this.observer = new HostObserver(
+      deps.host,
+      this.inflight,
+      deps.names,
+      deps.afterFullObservation,
+    );
   }
 
   /** Loads both stores; a corrupt store throws PT_ERR_STORE_CORRUPT and nothing else happens. */

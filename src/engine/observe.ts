@@ -28,6 +28,8 @@ export class HostObserver {
     private readonly host: HostPort,
     private readonly inflight: InFlight,
     private readonly names?: PciIdNames,
+    /** Told after each full discovery: its garbage is dead now (the agent collects it). */
+    private readonly afterFull?: () => void,
   ) {}
 
   /** The next look reads everything; with `reverify`, the serial numbers too. */
@@ -76,14 +78,20 @@ export class HostObserver {
     return { inv, uses, vfioNodes };
   }
 
+  /**
+   * A full discovery becomes the view. Only now is the previous view garbage too, so this is
+   * when the discovery's garbage is reported.
+   */
+  private async replace(v: Omit<HostView, 'serials'>, addrs: ReadonlySet<PciAddress>) {
+    this.view = { ...v, serials: await this.readSerials(v.inv, addrs) };
+    this.afterFull?.();
+    return this.view;
+  }
+
   /** Re-reads `addrs` into the last view (or everything, when stale or the bus changed). */
   async look(addrs: ReadonlySet<PciAddress>): Promise<HostView> {
     const prev = this.view;
-    if (!prev || this.stale) {
-      const v = await this.full();
-      this.view = { ...v, serials: await this.readSerials(v.inv, addrs) };
-      return this.view;
-    }
+    if (!prev || this.stale) return this.replace(await this.full(), addrs);
     const fresh = await Promise.all(
       [...addrs].map(
         async (a) =>
@@ -93,11 +101,8 @@ export class HostObserver {
           ] as const,
       ),
     );
-    if (fresh.some(([a, f]) => (f === null) !== !prev.inv.byAddress.has(a))) {
-      const v = await this.full();
-      this.view = { ...v, serials: await this.readSerials(v.inv, addrs) };
-      return this.view;
-    }
+    if (fresh.some(([a, f]) => (f === null) !== !prev.inv.byAddress.has(a)))
+      return this.replace(await this.full(), addrs);
     const byAddr = new Map(prev.inv.byAddress);
     for (const [a, f] of fresh) if (f) byAddr.set(a, f);
     const inv = makeInventory(prev.inv.devices.map((dv) => byAddr.get(dv.address) ?? dv));

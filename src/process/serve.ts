@@ -14,6 +14,7 @@ import { Agent } from '../agent/agent.js';
 import { udevRulesSubscriber, type UdevRulesSync } from '../agent/udev-rules.js';
 import type { PciAddress } from '../pci/address.js';
 import { writeFileAtomic } from './file-atomic.js';
+import { afterGarbageBurst, enableLeanHeap } from './lean-heap.js';
 import { AgentLifecycle, type ApiContext, type PodUse } from '../agent/routes.js';
 import { withTimeout } from '../engine/timeout.js';
 import { requestAgent } from './socket-client.js';
@@ -86,6 +87,8 @@ export function composeAgent(d: AgentProcessDeps, exclusive: boolean): Agent {
     clock: d.clock,
     logger: d.logger,
     names: d.names,
+    // A no-op until serveAgent turns the lean heap on: one-shot commands exit instead.
+    afterFullObservation: afterGarbageBurst,
     ...(d.engine ? { engine: d.engine } : {}),
     ...(d.keeper ? { keeper: d.keeper } : {}),
   });
@@ -99,6 +102,8 @@ export function composeAgent(d: AgentProcessDeps, exclusive: boolean): Agent {
  * (loads the store, re-applies every claim) and runs until SIGTERM/SIGINT.
  */
 export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<void> {
+  // Before the first discovery, so its garbage never grows the young generation.
+  enableLeanHeap();
   const ac = new AbortController();
   const lifecycle = new AgentLifecycle();
   const stop = (): void => {
