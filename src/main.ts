@@ -21,7 +21,6 @@ import { loadPciIds, loadTopology } from './host/files.js';
 import { LinuxHost } from './host/linux/host.js';
 import type { HostPort } from './host/port.js';
 import type { SimKernel } from './host/sim/kernel.js';
-import { readLines } from './process/read-lines.js';
 import {
   checkPrivateDir,
   currentUid,
@@ -32,7 +31,8 @@ import {
 import { LOG_LEVELS, lazyLogger } from './util/logger.js';
 
 // Modules only some commands use are imported where they are used: `passthru list` loads
-// neither the agent, the API server (fastify), the simulator nor pino (issue 11: start-up).
+// neither the agent, the API server (fastify), the simulator, pino, the import parser nor the
+// topology validator (typebox) (issue 11: start-up).
 
 /**
  * Where a simulated host keeps its state when no --state-dir is given: a per-user folder
@@ -404,7 +404,8 @@ const env: CliEnv = {
   },
   makeRuntime,
   writeOutput: (file, text) => writeUserFile(file, text, 0o644),
-  readLines,
+  // Only `import` reads input files: the reader loads with it.
+  readLines: async (...args) => (await import('./process/read-lines.js')).readLines(...args),
   setExitCode: (code) => {
     process.exitCode = code;
   },

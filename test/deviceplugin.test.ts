@@ -479,14 +479,19 @@ test('simulated kernel: vfio cdevs on 6.6+ only, lowest free minor, gone after u
   assert.equal((await l.readDeviceLinks(NIC[0]!)).vfioDev, null, 'no cdev on 6.1');
 });
 
-test('Linux host: readDeviceLinks names the vfio cdev from <dev>/vfio-dev, null without the folder', async () => {
+test('Linux host: readDeviceLinks names the vfio cdev from <dev>/vfio-dev of a device on vfio-pci, null without the folder', async () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'pt-vfiodev-'));
   try {
     await writeSysfsTree(await loadTopology('qemu-guest'), root);
     const h = new LinuxHost({ root, uevents: false });
     const a = NIC[0]!;
     assert.equal((await h.readDeviceLinks(a)).vfioDev, null);
+    // As the kernel leaves it: bound to vfio-pci, which registered the vfio device.
     const dev = fs.realpathSync(path.join(root, 'sys/bus/pci/devices', a));
+    const vfioPci = path.join(root, 'sys/bus/pci/drivers/vfio-pci');
+    fs.mkdirSync(vfioPci, { recursive: true });
+    fs.rmSync(path.join(dev, 'driver'));
+    fs.symlinkSync(path.relative(dev, vfioPci), path.join(dev, 'driver'));
     fs.mkdirSync(path.join(dev, 'vfio-dev/vfio7'), { recursive: true });
     assert.equal((await h.readDeviceLinks(a)).vfioDev, 'vfio7');
   } finally {

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadTopology } from '../src/host/files.js';
@@ -41,3 +43,46 @@ for (const name of ['sriov-nic', 'gpu-server-2s']) {
     }
   });
 }
+
+test('discover with inPlaceWhenBound: the same devices; only driverless, vfio-bound and SR-IOV PF devices have their lock-taking attributes read in the thread pool', async () => {
+  const topo = await loadTopology('sriov-nic');
+  const vf = topo.devices.find((d) => d.address === '0000:3b:10.2');
+  assert.ok(vf);
+  vf.driver = 'vfio-pci';
+  const root = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), 'pt-disc-')));
+  // Pool reads are the callback fs.read (sysfs.ts); each is told apart by the file its fd is.
+  const pooled: string[] = [];
+  const original = fsSync.read;
+  const counting = (fd: number, ...rest: unknown[]): void => {
+    const file = fsSync.readlinkSync(`/proc/self/fd/${String(fd)}`);
+    if (file.startsWith(root))
+      pooled.push(`${path.basename(path.dirname(file))} ${path.basename(file)}`);
+    (original as (...a: unknown[]) => void)(fd, ...rest);
+  };
+  try {
+    await writeSysfsTree(topo, root);
+    const host = new LinuxHost({ root, uevents: false });
+    const expected = (await discover(new SimKernel(topo, new ManualClock(0)).port())).devices;
+    fsSync.read = counting as typeof fsSync.read;
+    syncBuiltinESMExports();
+    assert.deepEqual(
+      (await discover(host, undefined, { inPlaceWhenBound: true })).devices,
+      expected,
+    );
+    assert.deepEqual(pooled.sort(), [
+      '0000:00:00.0 driver_override',
+      '0000:3b:00.0 driver_override',
+      '0000:3b:00.0 sriov_numvfs',
+      '0000:3b:00.1 driver_override',
+      '0000:3b:00.1 sriov_numvfs',
+      '0000:3b:10.2 driver_override',
+    ]);
+    pooled.length = 0;
+    assert.deepEqual((await discover(host)).devices, expected);
+    assert.equal(pooled.length, topo.devices.length + 2);
+  } finally {
+    fsSync.read = original;
+    syncBuiltinESMExports();
+    await fs.rm(root, { recursive: true, force: true });
+  }
+});

@@ -1,5 +1,5 @@
 import { errorCodes, type ErrorCode } from '../errors.js';
-import { dryRunDeps, type DryRunDeps, type DryRunPlan, type PlanStep } from '../preview/dry-run.js';
+import type { DryRunDeps, DryRunPlan, PlanStep } from '../preview/dry-run.js';
 import type { AgentEnv } from './agent-commands.js';
 import type { CommandContext, Runtime } from './program.js';
 
@@ -59,9 +59,11 @@ export function dryRunExitCode(p: DryRunPlan): number {
 
 /**
  * Without a running agent: the store is read, not locked (a dry run changes nothing, and must
- * not stop a claim that runs meanwhile).
+ * not stop a claim that runs meanwhile). The rehearsal's modules load only then: a plan the
+ * agent answers needs none of them (issue 11: start-up).
  */
 export async function directDeps(aenv: AgentEnv, rt: Runtime): Promise<DryRunDeps> {
+  const { dryRunDeps } = await import('../preview/dry-run.js');
   const agent = await aenv.openAgent(rt, {}, false);
   await agent.engine.start();
   return { ...dryRunDeps(agent), names: rt.names };

@@ -63,6 +63,13 @@ export const DEFAULTS = {
 } as const;
 
 /** The commands buildProgram itself defines: main.ts loads the agent's commands for any other. */
+/**
+ * How the read-only commands discover: a one-shot process may read a device's lock-taking
+ * attributes in place when it is bound to a host driver (ReadDeviceOptions.inPlaceWhenBound;
+ * docs/cli.md, list).
+ */
+const ONE_SHOT = { inPlaceWhenBound: true } as const;
+
 export const BASE_COMMANDS: ReadonlySet<string> = new Set(['list', 'groups', 'doctor', 'snapshot']);
 
 /**
@@ -168,7 +175,7 @@ export function buildProgram(env: CliEnv): Command {
         if (o.vendor !== undefined) filter.vendor = o.vendor;
         if (o.driver !== undefined) filter.driver = o.driver;
         if (o.group !== undefined) filter.group = o.group;
-        const inv = await discover(rt.host, rt.names);
+        const inv = await discover(rt.host, rt.names, ONE_SHOT);
         const devices = filterDevices(inv, filter);
         env.out(
           o.json
@@ -184,7 +191,10 @@ export function buildProgram(env: CliEnv): Command {
     .option('--json', 'print JSON')
     .action(async (o: { json?: boolean }, cmd: Command) => {
       const rt = await runtime(cmd);
-      const [inv, uses] = await Promise.all([discover(rt.host, rt.names), rt.host.hostUses()]);
+      const [inv, uses] = await Promise.all([
+        discover(rt.host, rt.names, ONE_SHOT),
+        rt.host.hostUses(),
+      ]);
       const views = groupViews(inv, uses);
       if (o.json) env.out(`${JSON.stringify(views, null, 2)}\n`);
       else if (views.length === 0)
@@ -218,7 +228,7 @@ export function buildProgram(env: CliEnv): Command {
     .option('--name <name>', 'topology name', 'snapshot')
     .action(async (o: { output?: string; name: string }, cmd: Command) => {
       const rt = await runtime(cmd);
-      const inv = await discover(rt.host, rt.names);
+      const inv = await discover(rt.host, rt.names, ONE_SHOT);
       const { takeSnapshot } = await import('../pci/snapshot.js');
       const topo: Topology = await takeSnapshot(rt.host, inv, o.name);
       const text = `${JSON.stringify(topo, null, 1)}\n`;

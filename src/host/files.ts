@@ -1,9 +1,22 @@
-import { constants as fsConstants } from 'node:fs';
+import {
+  constants as fsConstants,
+  closeSync,
+  fstatSync,
+  openSync,
+  readFileSync,
+  type Stats,
+} from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PtError, errnoOf } from '../errors.js';
-import { PCI_IDS_PATHS, emptyPciIds, parsePciIds, type PciIdNames } from '../pci/pciids.js';
+import {
+  PCI_IDS_PATHS,
+  deferredPciIds,
+  emptyPciIds,
+  parsePciIds,
+  type PciIdNames,
+} from '../pci/pciids.js';
 import { LinuxHost } from './linux/host.js';
 import type { Topology } from '../topology/format.js';
 import { discover } from '../pci/discovery.js';
@@ -13,30 +26,39 @@ const MAX_PCI_IDS_BYTES = 64 * 1024 * 1024;
 /** A topology of 4096 functions is about 2 MB. */
 const MAX_TOPOLOGY_BYTES = 64 * 1024 * 1024;
 
+type InputCode = 'PT_ERR_INVALID_ARGUMENT' | 'PT_ERR_TOPOLOGY_INVALID';
+
+/** Opens without blocking (O_NONBLOCK: a FIFO with no writer would wait forever). */
+const INPUT_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY;
+
+/** Refuses what is not a regular file of at most maxBytes, as seen on the open descriptor. */
+function checkInput(st: Stats, p: string, maxBytes: number, what: string, code: InputCode): void {
+  if (!st.isFile()) throw new PtError(code, `${what} at ${p} is ${kindOf(st)}, not a regular file`);
+  if (st.size > maxBytes)
+    throw new PtError(code, `${what} at ${p} is ${st.size} bytes, over the ${maxBytes} limit`);
+}
+
 /**
- * Reads a regular file given on the command line. The open does not block (O_NONBLOCK: a FIFO
- * with no writer would wait forever) and the kind is checked on the open descriptor, so a
- * FIFO, a device (/dev/zero) or a socket is refused instead of read forever.
+ * Opens a regular file given on the command line and hands it to `use`. The kind is checked on
+ * the open descriptor, so a FIFO, a device (/dev/zero) or a socket is refused instead of read
+ * forever.
  */
-async function readInputFile(
+async function withInputFile<T>(
   p: string,
   maxBytes: number,
   what: string,
-  code: 'PT_ERR_INVALID_ARGUMENT' | 'PT_ERR_TOPOLOGY_INVALID',
-): Promise<string> {
+  code: InputCode,
+  use: (fh: fs.FileHandle) => Promise<T>,
+): Promise<T> {
   let fh: fs.FileHandle;
   try {
-    fh = await fs.open(p, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
+    fh = await fs.open(p, INPUT_FLAGS);
   } catch (e) {
     throw new PtError(code, `cannot read ${what} at ${p}: ${errnoOf(e) ?? String(e)}`);
   }
   try {
-    const st = await fh.stat();
-    if (!st.isFile())
-      throw new PtError(code, `${what} at ${p} is ${kindOf(st)}, not a regular file`);
-    if (st.size > maxBytes)
-      throw new PtError(code, `${what} at ${p} is ${st.size} bytes, over the ${maxBytes} limit`);
-    return await fh.readFile('utf8');
+    checkInput(await fh.stat(), p, maxBytes, what, code);
+    return await use(fh);
   } catch (e) {
     if (e instanceof PtError) throw e;
     throw new PtError(code, `cannot read ${what} at ${p}: ${errnoOf(e) ?? String(e)}`);
@@ -44,6 +66,15 @@ async function readInputFile(
     await fh.close();
   }
 }
+
+const readInputFile = (p: string, maxBytes: number, what: string, code: InputCode) =>
+  withInputFile(p, maxBytes, what, code, (fh) => fh.readFile('utf8'));
+
+/** pci.ids is checked where it is named and read on the first lookup (loadPciIds). */
+const checkPciIdsFile = (p: string) =>
+  withInputFile(p, MAX_PCI_IDS_BYTES, 'pci.ids', 'PT_ERR_INVALID_ARGUMENT', async () => {
+    // Open and of the right kind and size: nothing to read yet.
+  });
 
 function kindOf(st: {
   isDirectory(): boolean;
@@ -59,32 +90,48 @@ function kindOf(st: {
   return 'not a regular file';
 }
 
-/** Loads pci.ids from the given path or the first standard location; hex ids without one. */
+/**
+ * pci.ids from the given path or the first standard location that is a regular file; hex ids
+ * without one. The file is checked here (a bad --pci-ids fails at once) but read and searched
+ * on the first name looked up, which a command naming nothing (`list` on an empty host) never
+ * does (issue 11: start-up). That read is synchronous, as lookups are: one read of a local
+ * file of about 1.5 MB. Should the file vanish or change kind in between, names fall back to
+ * hex ids rather than failing a lookup in the middle of a discovery.
+ */
 export async function loadPciIds(
   explicit?: string,
 ): Promise<{ names: PciIdNames; path: string | null }> {
   if (explicit !== undefined) {
-    const text = await readInputFile(
-      explicit,
-      MAX_PCI_IDS_BYTES,
-      'pci.ids',
-      'PT_ERR_INVALID_ARGUMENT',
-    );
-    return { names: parsePciIds(text), path: explicit };
+    await checkPciIdsFile(explicit);
+    return { names: deferredPciIds(() => readPciIds(explicit)), path: explicit };
   }
   for (const p of PCI_IDS_PATHS) {
     try {
-      return {
-        names: parsePciIds(
-          await readInputFile(p, MAX_PCI_IDS_BYTES, 'pci.ids', 'PT_ERR_INVALID_ARGUMENT'),
-        ),
-        path: p,
-      };
+      await checkPciIdsFile(p);
     } catch {
-      // The next standard location, then hex ids.
+      continue; // The next standard location, then hex ids.
     }
+    return { names: deferredPciIds(() => readPciIds(p)), path: p };
   }
   return { names: emptyPciIds, path: null };
+}
+
+/** The first lookup's read: synchronous, as lookups are, with readInputFile's checks. */
+function readPciIds(p: string): PciIdNames {
+  let fd: number;
+  try {
+    fd = openSync(p, INPUT_FLAGS);
+  } catch {
+    return emptyPciIds;
+  }
+  try {
+    checkInput(fstatSync(fd), p, MAX_PCI_IDS_BYTES, 'pci.ids', 'PT_ERR_INVALID_ARGUMENT');
+    return parsePciIds(readFileSync(fd, 'utf8'));
+  } catch {
+    return emptyPciIds;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**

@@ -63,6 +63,26 @@ export interface DeviceLinks {
 }
 
 /** One device as discovery reads it (readDevice). */
+/** The links of a device that is not there (or vanished while being read). */
+export function noDeviceLinks(): DeviceLinks {
+  return { driver: null, iommuGroup: null, physfn: null, virtfns: [], parent: null, vfioDev: null };
+}
+
+export interface ReadDeviceOptions {
+  /**
+   * For one-shot commands (`passthru list`), never the agent: read the lock-taking attributes
+   * in place, not in the thread pool (a round trip there cost 15-40 µs a device, a third of a
+   * 4096-function discovery), when the device's driver link names a driver that is not a vfio
+   * driver and the device is not an SR-IOV PF. The driver core removes the driver link before
+   * a driver's remove() runs, so such a device has no unbind pending, the one wait with no end
+   * (vfio-pci waits for the VM). What can hold its lock then is a probe or a reset, which the
+   * kernel bounds: the command may wait for it, as it would wait for the driver. A PF's lock is
+   * held for as long as its VFs take to appear, so a PF goes to the pool. The agent reads in
+   * the pool always: its poll and API must never wait on a device.
+   */
+  inPlaceWhenBound?: boolean;
+}
+
 export interface DeviceReading {
   /** The requested attributes the device has; absent ones are left out. */
   attrs: Partial<Record<DeviceAttr, string>>;
@@ -206,12 +226,16 @@ export interface HostPort {
   /**
    * The given attributes and the links of one device in one call, as readDeviceAttr and
    * readDeviceLinks one by one would give them; null when the device is absent. Discovery's
-   * path: the Linux host lists the device's directory once and opens only what exists (an
+   * path: the Linux host finds the device's directory once and opens only what exists (an
    * absent file costs a throwing open otherwise). Lock-taking attributes asked for are read off
-   * the event loop, as readDeviceAttr reads them: leave them out for a device with a pending
-   * operation.
+   * the event loop, as readDeviceAttr reads them (but see ReadDeviceOptions): leave them out
+   * for a device with a pending operation.
    */
-  readDevice(addr: PciAddress, attrs: readonly DeviceAttr[]): Promise<DeviceReading | null>;
+  readDevice(
+    addr: PciAddress,
+    attrs: readonly DeviceAttr[],
+    opts?: ReadDeviceOptions,
+  ): Promise<DeviceReading | null>;
   deviceExists(addr: PciAddress): Promise<boolean>;
   /** The PCI drivers currently registered (/sys/bus/pci/drivers). */
   listDrivers(): Promise<string[]>;

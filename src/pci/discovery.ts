@@ -16,6 +16,8 @@ export interface DiscoverOptions {
    * uninterruptibly, behind the pending unbind.
    */
   skipLockedAttrs?: ReadonlySet<PciAddress>;
+  /** One-shot commands only: see ReadDeviceOptions.inPlaceWhenBound. */
+  inPlaceWhenBound?: boolean;
 }
 
 export async function discover(
@@ -31,7 +33,13 @@ export async function discover(
       const i = next++;
       const a = addrs[i];
       if (a !== undefined)
-        out[i] = await readFunction(host, a, names, opts.skipLockedAttrs?.has(a) === true);
+        out[i] = await readFunction(
+          host,
+          a,
+          names,
+          opts.skipLockedAttrs?.has(a) === true,
+          opts.inPlaceWhenBound === true,
+        );
       // The Linux adapter reads sysfs synchronously: let timers and sockets run now and then,
       // so a 4096-function scan does not stall the keeper's poll for half a second.
       if (i % YIELD_EVERY === YIELD_EVERY - 1)
@@ -109,8 +117,13 @@ export async function readFunction(
   address: PciAddress,
   names: PciIdNames = emptyPciIds,
   skipLockedAttrs = false,
+  inPlaceWhenBound = false,
 ): Promise<PciFunction | null> {
-  const got = await host.readDevice(address, skipLockedAttrs ? LOCK_FREE_ATTRS : ATTRS);
+  const got = await host.readDevice(
+    address,
+    skipLockedAttrs ? LOCK_FREE_ATTRS : ATTRS,
+    inPlaceWhenBound ? { inPlaceWhenBound } : {},
+  );
   if (got === null) return null;
   const { attrs: a, links } = got;
   const ids = idsFromModalias(a.modalias) ?? (await idsFromAttrs(host, address));

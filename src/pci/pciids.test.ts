@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parsePciIds } from './pciids.js';
+import { deferredPciIds, emptyPciIds, parsePciIds, type PciIdNames } from './pciids.js';
 
 const SAMPLE = `# comment
 8086  Intel Corporation
@@ -102,4 +102,61 @@ test('discovery names a subsystem whose ids equal the device ids after the devic
   assert.equal(same?.subsystemDeviceName, 'AD102GL [L40S]');
   const other = await readFunction(mk('10de', '1851'), a, names);
   assert.equal(other?.subsystemDeviceName, 'Device 1851');
+});
+
+test('parsePciIds finds ids the file writes in upper case (lspci reads either), takes lower-case lookups only, and answers undefined for a malformed id', () => {
+  const n = parsePciIds('10DE  NVIDIA\n\t26B9  AD102GL\n\t\t10DE 1851  Board\n');
+  assert.equal(n.vendor('10de'), 'NVIDIA');
+  assert.equal(n.device('10de', '26b9'), 'AD102GL');
+  assert.equal(n.subsystem('10de', '26b9', '10de', '1851'), 'Board');
+  assert.equal(n.vendor('10DE'), undefined);
+  assert.equal(n.device('10de', '26B9'), undefined);
+  for (const bad of ['', '10d', '10de ', '.*', '(?:)', '\n10d'])
+    assert.equal(n.vendor(bad), undefined);
+});
+
+test('parsePciIds: comments and empty lines inside a vendor do not end it; a subsystem belongs only to the device line above it; a vendor ends at the next one and before the classes', () => {
+  const n = parsePciIds(
+    [
+      '8086  Intel',
+      '\t1000  First',
+      '# a comment inside the vendor',
+      '',
+      '\t\t8086 0001  Sub of first',
+      '\t2000  Second',
+      '\t\t8086 0002  Sub of second',
+      '8087  Intel (another id)',
+      '\t3000  Third',
+      'C 02  Network controller',
+      '\t00  Ethernet controller',
+      '',
+    ].join('\n'),
+  );
+  assert.equal(n.subsystem('8086', '1000', '8086', '0001'), 'Sub of first');
+  assert.equal(n.device('8086', '2000'), 'Second');
+  assert.equal(n.subsystem('8086', '1000', '8086', '0002'), undefined);
+  assert.equal(n.subsystem('8086', '2000', '8086', '0002'), 'Sub of second');
+  assert.equal(n.subsystem('8086', '2000', '8086', '0001'), undefined);
+  assert.equal(n.device('8086', '3000'), undefined);
+  assert.equal(n.device('8087', '3000'), 'Third');
+  assert.equal(n.vendor('8087'), 'Intel (another id)');
+  assert.equal(n.className('02'), 'Network controller');
+  assert.equal(n.subclassName('02', '00'), 'Ethernet controller');
+});
+
+test('deferredPciIds calls load on the first lookup and never again; without a lookup, never', () => {
+  let loads = 0;
+  const load = (): PciIdNames => {
+    loads++;
+    return parsePciIds('8086  Intel\nC 02  Network controller\n');
+  };
+  deferredPciIds(load);
+  assert.equal(loads, 0);
+  const n = deferredPciIds(load);
+  assert.equal(n.className('02'), 'Network controller');
+  assert.equal(loads, 1);
+  assert.equal(n.vendor('8086'), 'Intel');
+  assert.equal(n.device('8086', '1000'), undefined);
+  assert.equal(loads, 1);
+  assert.equal(deferredPciIds(() => emptyPciIds).vendor('8086'), undefined);
 });

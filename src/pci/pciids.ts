@@ -26,105 +26,130 @@ export const emptyPciIds: PciIdNames = {
 };
 
 /**
- * Names from pci.ids text, indexed on first lookup: nothing is parsed when nothing is looked
- * up (`list` on an empty host), and a lookup parses only the vendor it names. Parsing the whole
- * file eagerly cost 38 ms of every command's start (issue 11). The first lookup finds the
- * vendor lines (one scan over the text, no per-line strings); a vendor's devices and
- * subsystems are parsed when one of them is first asked for; the class section when a class is.
+ * Names whose source is read on first lookup: a command that looks no name up (`list` on an
+ * empty host) reads nothing (issue 11: start-up). `load` runs once.
+ */
+export function deferredPciIds(load: () => PciIdNames): PciIdNames {
+  let names: PciIdNames | undefined;
+  const n = (): PciIdNames => (names ??= load());
+  return {
+    vendor: (v) => n().vendor(v),
+    device: (v, d) => n().device(v, d),
+    subsystem: (v, d, sv, sd) => n().subsystem(v, d, sv, sd),
+    className: (c) => n().className(c),
+    subclassName: (c, s) => n().subclassName(c, s),
+    progIfName: (c, s, p) => n().progIfName(c, s, p),
+  };
+}
+
+/**
+ * Names from pci.ids text, found on lookup: nothing is indexed but what is looked up. A vendor
+ * is found by one search of the text, its device by a search inside the vendor's lines, a
+ * subsystem inside the device's; each answer is kept. Parsing the whole file cost 38 ms of
+ * every command's start, and indexing every vendor then parsing a large one (Intel's) still
+ * 7-10 ms of a `list` (issue 11). Ids match in either case, as in lspci (pciutils' id_hex);
+ * lookups take lower-case hex, as sysfs gives it.
  */
 export function parsePciIds(text: string): PciIdNames {
-  let vendorAt: Map<string, number> | null = null;
-  let classesFrom = -1;
-  const blocks = new Map<string, VendorBlock>();
-  let classes: Map<string, string> | null = null;
+  let classesFrom: number | undefined;
+  const vendors = new Map<string, Entry | null>();
+  const devices = new Map<string, Entry | null>();
+  const subsystems = new Map<string, string | undefined>();
+  let classes: Map<string, string> | undefined;
 
-  const index = (): Map<string, number> => {
-    if (vendorAt !== null) return vendorAt;
-    const at = new Map<string, number>();
-    for (let pos = 0; pos < text.length;) {
-      let eol = text.indexOf('\n', pos);
-      if (eol < 0) eol = text.length;
-      const c = text.charCodeAt(pos);
-      if (c === 0x43 /* C */ && text.charCodeAt(pos + 1) === 0x20) {
-        // The class section comes last: vendors end where it begins.
-        classesFrom = pos;
-        break;
-      }
-      if (isHex(c) && eol - pos > 4 && text.charCodeAt(pos + 4) === 0x20) {
-        const id = text.slice(pos, pos + 4);
-        if (HEX4.test(id)) at.set(id.toLowerCase(), pos);
-      }
-      pos = eol + 1;
+  /** The vendor lines end where the class section (`C cc  name`, always last) begins. */
+  const vendorsEnd = (): number =>
+    (classesFrom ??= findLine(text, /(?:^|\n)C /, 0, text.length) ?? text.length);
+
+  const vendor = (v: string): Entry | null => {
+    let e = vendors.get(v);
+    if (e === undefined) {
+      e = HEX4.test(v)
+        ? entry(text, new RegExp(`(?:^|\\n)${v} `, 'i'), 0, vendorsEnd(), 4, VENDOR_END)
+        : null;
+      vendors.set(v, e);
     }
-    vendorAt = at;
-    return at;
+    return e;
   };
 
-  const block = (vendor: string): VendorBlock | undefined => {
-    const known = blocks.get(vendor);
-    if (known !== undefined) return known;
-    const pos = index().get(vendor);
-    if (pos === undefined) return undefined;
-    const b = parseVendorBlock(text, pos);
-    blocks.set(vendor, b);
-    return b;
+  const device = (v: string, d: string): Entry | null => {
+    const key = `${v}:${d}`;
+    let e = devices.get(key);
+    if (e === undefined) {
+      const ve = HEX4.test(d) ? vendor(v) : null;
+      e = ve && entry(text, new RegExp(`\\n\\t${d}`, 'i'), ve.eol, ve.end, 5, DEVICE_END);
+      devices.set(key, e);
+    }
+    return e;
   };
 
-  const classMap = (): Map<string, string> => {
-    if (classes !== null) return classes;
-    index();
-    classes = classesFrom < 0 ? new Map() : parseClasses(text.slice(classesFrom));
-    return classes;
+  const subsystem = (v: string, d: string, sv: string, sd: string): string | undefined => {
+    const key = `${v}:${d}:${sv}:${sd}`;
+    if (subsystems.has(key)) return subsystems.get(key);
+    const de = HEX4.test(sv) && HEX4.test(sd) ? device(v, d) : null;
+    const name =
+      de === null
+        ? undefined
+        : entry(text, new RegExp(`\\n\\t\\t${sv}[^\\n]${sd}`, 'i'), de.eol, de.end, 11, null)?.name;
+    subsystems.set(key, name);
+    return name;
   };
+
+  const classMap = (): Map<string, string> => (classes ??= parseClasses(text.slice(vendorsEnd())));
 
   return {
-    vendor: (v) => block(v)?.name,
-    device: (v, d) => block(v)?.devices.get(d),
-    subsystem: (v, d, sv, sd) => block(v)?.subsystems.get(`${d}:${sv}:${sd}`),
+    vendor: (v) => vendor(v)?.name,
+    device: (v, d) => device(v, d)?.name,
+    subsystem,
     className: (c) => classMap().get(c.slice(0, 2)),
     subclassName: (c, s) => classMap().get(`${c}${s}`),
     progIfName: (c, s, p) => classMap().get(`${c}${s}${p}`),
   };
 }
 
-interface VendorBlock {
+/** A line found for an id: its name, where it ends, and where the lines under it end. */
+interface Entry {
   name: string;
-  devices: Map<string, string>;
-  /** Keyed `device:subvendor:subdevice`. */
-  subsystems: Map<string, string>;
+  eol: number;
+  end: number;
 }
 
-const HEX4 = /^[0-9a-fA-F]{4}$/;
+/** Lookups take the lower-case hex sysfs gives; the file's ids match in either case. */
+const HEX4 = /^[0-9a-f]{4}$/;
+/** A vendor's lines end at the next top-level line; comments and empty lines do not end them. */
+const VENDOR_END = /\n[^\t#\n]/;
+/** A device's subsystem lines end at the next line that is neither a subsystem nor a comment. */
+const DEVICE_END = /\n(?:[^\t#\n]|\t[^\t])/;
 
-function isHex(c: number): boolean {
-  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
-}
-
-/** The vendor line at `pos` and its indented lines, up to the next top-level line. */
-function parseVendorBlock(text: string, pos: number): VendorBlock {
+/**
+ * The first line in [from, to) that `re` matches, its name (after `nameAt` characters) and,
+ * with `endRe`, where the lines under it end. `from` is 0 or the newline ending a line.
+ */
+function entry(
+  text: string,
+  re: RegExp,
+  from: number,
+  to: number,
+  nameAt: number,
+  endRe: RegExp | null,
+): Entry | null {
+  const pos = findLine(text, re, from, to);
+  if (pos === undefined) return null;
   let eol = text.indexOf('\n', pos);
   if (eol < 0) eol = text.length;
-  const b: VendorBlock = {
-    name: text.slice(pos + 4, eol).trim(),
-    devices: new Map(),
-    subsystems: new Map(),
-  };
-  let device = '';
-  for (pos = eol + 1; pos < text.length; pos = eol + 1) {
-    eol = text.indexOf('\n', pos);
-    if (eol < 0) eol = text.length;
-    const line = text.slice(pos, eol);
-    if (line === '' || line.startsWith('#')) continue;
-    if (line.startsWith('\t\t')) {
-      const sv = line.slice(2, 6).toLowerCase();
-      const sd = line.slice(7, 11).toLowerCase();
-      b.subsystems.set(`${device}:${sv}:${sd}`, line.slice(11).trim());
-    } else if (line.startsWith('\t')) {
-      device = line.slice(1, 5).toLowerCase();
-      b.devices.set(device, line.slice(5).trim());
-    } else break;
-  }
-  return b;
+  const end = endRe === null ? to : (findLine(text, endRe, eol, to) ?? to);
+  return { name: text.slice(pos + nameAt, eol).trim(), eol, end };
+}
+
+/**
+ * Where the first line in [from, to) that `re` matches begins. `re` matches a line with the
+ * newline before it, or at the start of the text. The search reads no further than `to` (a
+ * sliced string is not a copy).
+ */
+function findLine(text: string, re: RegExp, from: number, to: number): number | undefined {
+  const m = re.exec(text.slice(from, to));
+  if (m === null) return undefined;
+  return from + m.index + (text.charCodeAt(from + m.index) === 0x0a ? 1 : 0);
 }
 
 /** The class section: `C cc  name`, then `\tss  name` and `\t\tpp  name` under it. */

@@ -5,6 +5,7 @@ import type {
   DeviceHolder,
   DeviceLinks,
   DeviceReading,
+  ReadDeviceOptions,
   HostPort,
   HostUses,
   KernelInfo,
@@ -50,8 +51,12 @@ export class RecordingHost implements HostPort {
   readDeviceAttr(addr: PciAddress, attr: DeviceAttr): Promise<string | null> {
     return this.copy.readDeviceAttr(addr, attr);
   }
-  readDevice(addr: PciAddress, attrs: readonly DeviceAttr[]): Promise<DeviceReading | null> {
-    return this.copy.readDevice(addr, attrs);
+  readDevice(
+    addr: PciAddress,
+    attrs: readonly DeviceAttr[],
+    opts?: ReadDeviceOptions,
+  ): Promise<DeviceReading | null> {
+    return this.copy.readDevice(addr, attrs, opts);
   }
   /** The identity check must see the card that is really there: the copy has no serial. */
   readDeviceSerial(addr: PciAddress): Promise<string | null> {

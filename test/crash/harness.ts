@@ -341,8 +341,11 @@ export async function runRound(seed: number, o: RoundOptions): Promise<RoundResu
 
   const releaseAll = async (): Promise<void> => {
     // Release every claim through the API; a release that fails the agent must retry by itself
-    // (issue 13), so the ledger gets a few seconds to empty before the verdict.
-    for (let attempt = 0; attempt < Number(process.env.PT_CRASH_SETTLE ?? 20); attempt++) {
+    // (issue 13), so the ledger gets a few seconds to empty before the verdict: seconds of wall
+    // time, not a count of tries, since on a loaded machine 20 tries 100 ms apart ran out
+    // while the agent's backoff was still due to retry.
+    const settleBy = performance.now() + Number(process.env.PT_CRASH_SETTLE_MS ?? 10_000);
+    while (performance.now() < settleBy) {
       if (!(await ensureRunning())) return;
       const st = (await api(socket, 'GET', '/v1/status'))?.body as StatusBody | undefined;
       const claims = st?.claims.map((c) => c.address) ?? [];

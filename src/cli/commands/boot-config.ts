@@ -1,10 +1,8 @@
 import * as posix from 'node:path/posix';
 import type { Command } from 'commander';
 import { PtError } from '../../errors.js';
-import { requiredVfioModules } from '../../keeper/modules.js';
 import type { PciAddress } from '../../pci/address.js';
 import type { AgentEnv } from '../agent-commands.js';
-import { bootConfigFiles } from '../boot-config.js';
 import type { CommandContext, Runtime } from '../program.js';
 
 /** The state dir as the booted host sees it: under --root TREE, without the TREE prefix. */
@@ -30,6 +28,10 @@ export function addBootConfigCommand(program: Command, ctx: CommandContext, aenv
           'PT_ERR_INVALID_ARGUMENT',
           'boot-config configures a real host: with --sim it would write simulated claims into /etc (use --root TREE to write into a tree)',
         );
+      const [{ requiredVfioModules }, { bootConfigFiles }] = await Promise.all([
+        import('../../keeper/modules.js'),
+        import('../boot-config.js'),
+      ]);
       const agent = await aenv.openAgent(rt, {});
       const st = await agent.inspect(0);
       const claimed = new Set<PciAddress>();

@@ -1,11 +1,10 @@
 import type { Command } from 'commander';
-import { parseAddresses } from '../../agent/agent.js';
 import type { ClaimStatus } from '../../engine/engine.js';
 import type { AgentEnv } from '../agent-commands.js';
 import { agentWrite } from '../api-client.js';
 import type { CommandContext } from '../program.js';
 import { claimsExitCode, claimsText } from '../render.js';
-import { dryRunClaim, type DryRunPlan } from '../../preview/dry-run.js';
+import type { DryRunPlan } from '../../preview/dry-run.js';
 import { directDeps, printPlan } from '../dry-run-text.js';
 
 export function addClaimCommand(program: Command, ctx: CommandContext, aenv: AgentEnv): void {
@@ -41,6 +40,8 @@ export function addClaimCommand(program: Command, ctx: CommandContext, aenv: Age
         },
         cmd: Command,
       ) => {
+        // The agent's modules load when the command runs, not for every command line (issue 11).
+        const { parseAddresses } = await import('../../agent/agent.js');
         const addresses = parseAddresses(addrs);
         const rt = await ctx.runtime(cmd);
         const body = {
@@ -51,9 +52,11 @@ export function addClaimCommand(program: Command, ctx: CommandContext, aenv: Age
           source: 'cli' as const,
         };
         if (o.dryRun === true) {
-          const plan =
-            ((await agentWrite(aenv, rt, '/v1/claims/dry-run', body)) as DryRunPlan | null) ??
-            (await dryRunClaim(await directDeps(aenv, rt), addresses, body));
+          let plan = (await agentWrite(aenv, rt, '/v1/claims/dry-run', body)) as DryRunPlan | null;
+          if (plan === null) {
+            const { dryRunClaim } = await import('../../preview/dry-run.js');
+            plan = await dryRunClaim(await directDeps(aenv, rt), addresses, body);
+          }
           printPlan(ctx, plan, o.json === true);
           return;
         }

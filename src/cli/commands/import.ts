@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { PtError } from '../../errors.js';
-import { DumpParser, MAX_LINE_CHARS } from '../../import/lspci-parse.js';
-import { dumpsToTopology, type ImportResult } from '../../import/to-topology.js';
+import type { ImportResult } from '../../import/to-topology.js';
 import type { CommandContext } from '../program.js';
 
 /** A big server's three dumps are a few MB; 64 MiB leaves room and bounds a hostile input. */
@@ -53,6 +52,12 @@ export function addImportCommand(program: Command, ctx: CommandContext): void {
         );
       const read = ctx.env.readLines;
       if (read === undefined) throw new PtError('PT_ERR_INTERNAL', 'import needs a file reader');
+      // The parser and the topology validator (typebox) load only when import runs: every other
+      // command, `list` first, would pay for them at start-up (issue 11).
+      const [{ DumpParser, MAX_LINE_CHARS }, { dumpsToTopology }] = await Promise.all([
+        import('../../import/lspci-parse.js'),
+        import('../../import/to-topology.js'),
+      ]);
       const parser = new DumpParser();
       await read(
         files,

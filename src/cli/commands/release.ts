@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
-import { parseAddresses, type AgentStatus, type ReleaseOutcome } from '../../agent/agent.js';
+import type { AgentStatus, ReleaseOutcome } from '../../agent/agent.js';
 import { PtError, errorCodes } from '../../errors.js';
 import type { PciAddress } from '../../pci/address.js';
 import type { AgentEnv } from '../agent-commands.js';
 import { agentRead, agentWrite } from '../api-client.js';
 import type { CommandContext } from '../program.js';
 import { releaseText } from '../render.js';
-import { dryRunRelease, type DryRunPlan } from '../../preview/dry-run.js';
+import type { DryRunPlan } from '../../preview/dry-run.js';
 import { directDeps, printPlan } from '../dry-run-text.js';
 
 /** How often `release --wait` asks the agent whether the pending releases are done. */
@@ -38,6 +38,8 @@ export function addReleaseCommand(program: Command, ctx: CommandContext, aenv: A
     )
     .option('--json', 'print JSON')
     .action(async (addrs: string[], o: ReleaseFlags, cmd: Command) => {
+      // The agent's modules load when the command runs, not for every command line (issue 11).
+      const { parseAddresses } = await import('../../agent/agent.js');
       const addresses = parseAddresses(addrs);
       if (o.wait === true && o.abandon === true)
         throw new PtError('PT_ERR_INVALID_ARGUMENT', '--wait and --abandon exclude each other');
@@ -49,12 +51,14 @@ export function addReleaseCommand(program: Command, ctx: CommandContext, aenv: A
             'PT_ERR_INVALID_ARGUMENT',
             '--abandon writes nothing: no dry run needed',
           );
-        const plan =
-          ((await agentWrite(aenv, rt, '/v1/release/dry-run', {
-            addresses,
-            wait: body.wait,
-          })) as DryRunPlan | null) ??
-          (await dryRunRelease(await directDeps(aenv, rt), addresses, { wait: body.wait }));
+        let plan = (await agentWrite(aenv, rt, '/v1/release/dry-run', {
+          addresses,
+          wait: body.wait,
+        })) as DryRunPlan | null;
+        if (plan === null) {
+          const { dryRunRelease } = await import('../../preview/dry-run.js');
+          plan = await dryRunRelease(await directDeps(aenv, rt), addresses, { wait: body.wait });
+        }
         printPlan(ctx, plan, o.json === true);
         return;
       }

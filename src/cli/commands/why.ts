@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { deviceStory } from '../../agent/story-source.js';
 import type { DeviceStory } from '../../events/story.js';
-import { parsePciAddress } from '../../pci/address.js';
+import { parsePciAddress, type PciAddress } from '../../pci/address.js';
 import type { AgentEnv } from '../agent-commands.js';
 import { agentRead } from '../api-client.js';
 import type { CommandContext } from '../program.js';
@@ -56,7 +55,7 @@ export function addWhyCommand(program: Command, ctx: CommandContext, aenv: Agent
       const since = o.since === undefined ? null : parseSince(o.since, rt.host.clock.now());
       const url = `/v1/devices/${address}/story${since === null ? '' : `?since=${String(since)}`}`;
       const answer = (await agentRead(aenv, rt, url)) as DeviceStory | null;
-      const story = answer ?? (await deviceStory(await inspected(aenv, rt), address, since, false));
+      const story = answer ?? (await storyWithoutAgent(aenv, rt, address, since));
       ctx.env.out(
         o.json ? `${JSON.stringify(story, null, 2)}\n` : storyText(story, answer !== null),
       );
@@ -64,12 +63,18 @@ export function addWhyCommand(program: Command, ctx: CommandContext, aenv: Agent
     });
 }
 
-/** Without an agent: the store and the history are read, nothing is locked or written. */
-async function inspected(
+/**
+ * Without an agent: the store and the history are read, nothing is locked or written. The
+ * agent's modules load only then (issue 11: start-up).
+ */
+async function storyWithoutAgent(
   aenv: AgentEnv,
   rt: Awaited<ReturnType<CommandContext['runtime']>>,
-): Promise<Awaited<ReturnType<AgentEnv['openAgent']>>> {
+  address: PciAddress,
+  since: number | null,
+): Promise<DeviceStory> {
+  const { deviceStory } = await import('../../agent/story-source.js');
   const agent = await aenv.openAgent(rt, {});
   await agent.inspect(0);
-  return agent;
+  return deviceStory(agent, address, since, false);
 }

@@ -69,6 +69,37 @@ test('--root: a driver link leading out of the tree reads as no driver and its u
   }
 });
 
+test('--root: relative links that climb out of the tree (a driver link, a device entry) read as no driver and no device; one that stays inside reads its name', async () => {
+  const { root, outside } = await tree();
+  try {
+    await fs.mkdir(path.join(outside, 'rogue'));
+    await fs.mkdir(path.join(outside, '0000:09:00.0'));
+    const devDir = await fs.realpath(path.join(root, 'sys/bus/pci/devices', NIC));
+    const depth = path.relative(path.dirname(root), devDir).split('/').length;
+    await fs.rm(path.join(devDir, 'driver'));
+    await fs.symlink(`${'../'.repeat(depth)}outside/rogue`, path.join(devDir, 'driver'));
+    const h = new LinuxHost({ root, uevents: false });
+    assert.equal((await h.readDeviceLinks(NIC)).driver, null);
+    assert.equal((await h.readDevice(NIC, ['modalias']))?.links.driver, null);
+    await fs.rm(path.join(devDir, 'driver'));
+    await fs.symlink(
+      `${'../'.repeat(depth - 1)}tree/sys/bus/pci/drivers/e1000e`,
+      path.join(devDir, 'driver'),
+    );
+    assert.equal(
+      (await new LinuxHost({ root, uevents: false }).readDeviceLinks(NIC)).driver,
+      'e1000e',
+    );
+    const entry = path.join(root, 'sys/bus/pci/devices/0000:09:00.0');
+    await fs.symlink('../../../../../outside/0000:09:00.0', entry);
+    assert.equal(await fs.realpath(entry), await fs.realpath(path.join(outside, '0000:09:00.0')));
+    const fresh = new LinuxHost({ root, uevents: false });
+    assert.equal(await fresh.readDevice(parsePciAddress('0000:09:00.0'), ['modalias']), null);
+  } finally {
+    await fs.rm(path.dirname(root), { recursive: true, force: true });
+  }
+});
+
 test('--root: FIFOs planted as attributes read as absent, refuse in-process writes (ENXIO), and a blocked child write is abandoned with ECANCELED', async () => {
   const { root } = await tree();
   try {

@@ -7,11 +7,13 @@ import { findDeviceSerial } from '../../pci/device-serial.js';
 import { systemClock, type Clock } from '../clock.js';
 import {
   LOCK_TAKING_ATTRS,
+  noDeviceLinks,
   isValidDriverName,
   type DeviceAttr,
   type DeviceHolder,
   type DeviceLinks,
   type DeviceReading,
+  type ReadDeviceOptions,
   type HostPort,
   type ClassDevices,
   type HostUses,
@@ -24,7 +26,7 @@ import {
 } from '../port.js';
 import { writeInChild } from './child-write.js';
 import { LinuxModules } from './modules.js';
-import { RootedFs } from './sysfs.js';
+import { RootedFs, type LocatedDir } from './sysfs.js';
 import { monitorUevents } from './uevents.js';
 import { findVfioHolders } from './vfio-holders.js';
 import { readHostUses } from './host-uses.js';
@@ -49,6 +51,39 @@ export interface LinuxHostOptions {
  * engine never writes to a device with an operation pending. An unbind waits for a VM holding
  * the device; removing a device or its VFs goes through the same wait.
  */
+/**
+ * Attributes the PCI core gives every device on the kernels passthru supports (modalias since
+ * 2.6.x, driver_override since 3.16): opened by name. Any other may be absent (boot_vga only on
+ * VGA devices, sriov_* only on PFs, reset_method only with a reset method) and is looked for
+ * first.
+ */
+const EVERY_DEVICE: ReadonlySet<DeviceAttr> = new Set<DeviceAttr>([
+  'vendor',
+  'device',
+  'subsystem_vendor',
+  'subsystem_device',
+  'class',
+  'modalias',
+  'revision',
+  'numa_node',
+  'driver_override',
+]);
+
+/**
+ * vfio-pci and its variant drivers (mlx5_vfio_pci, hisi_acc_vfio_pci, ...): unbinding one
+ * waits for the VM that holds the device, for as long as it holds it.
+ */
+function isVfioDriver(name: string): boolean {
+  return name.includes('vfio');
+}
+
+/** The SR-IOV PF attributes: present together, on PFs only (sriov_pf_dev_attr_group). */
+const SRIOV_PF: ReadonlySet<DeviceAttr> = new Set<DeviceAttr>([
+  'sriov_totalvfs',
+  'sriov_numvfs',
+  'sriov_vf_device',
+]);
+
 const MAY_BLOCK: ReadonlySet<WritableDeviceAttr> = new Set<WritableDeviceAttr>([
   'sriov_numvfs',
   'remove',
@@ -77,15 +112,20 @@ export class LinuxHost implements HostPort {
     this.useUevents = opts.uevents ?? true;
     this.modules = new LinuxModules(this.rfs, this.modprobePath, opts.modprobeTimeoutMs ?? 60_000);
     this.description = `linux:${this.root}`;
+    this.devicesDir = this.p('sys/bus/pci/devices');
   }
 
   private p(...parts: string[]): string {
     return path.join(this.root, ...parts);
   }
 
+  /** A validated address joins a resolved root: no path.join (it was a cost per device). */
   private dev(addr: PciAddress, ...rest: string[]): string {
-    return this.p('sys/bus/pci/devices', addr, ...rest);
+    const d = `${this.devicesDir}/${addr}`;
+    return rest.length === 0 ? d : path.join(d, ...rest);
   }
+
+  private readonly devicesDir: string;
 
   listDevices(): Promise<PciAddress[]> {
     return Promise.resolve(
@@ -109,77 +149,91 @@ export class LinuxHost implements HostPort {
   }
 
   readDeviceLinks(addr: PciAddress): Promise<DeviceLinks> {
-    return Promise.resolve(this.linksOf(addr, new Set(this.rfs.readdir(this.dev(addr)))));
+    const dir = this.rfs.locateDir(this.dev(addr));
+    return Promise.resolve(dir === null ? noDeviceLinks() : this.linksOf(dir));
   }
 
   /**
-   * One listing of the device's directory decides what is opened: an absent attribute or link
-   * costs nothing (a throwing open cost more than a read). Per function on a 4096-function
-   * tree this is a handful of syscalls instead of ~59 (bench/discovery.ts).
+   * The device's directory is found once; then the attributes every device has are opened by
+   * name, and the ones only some devices have are looked for first (access(2): a failed open
+   * costs an exception, several times more). A listing of the directory cost more than all of
+   * those lookups together. About 22 syscalls per function; it was ~59 (bench/discovery.ts).
    */
-  async readDevice(addr: PciAddress, attrs: readonly DeviceAttr[]): Promise<DeviceReading | null> {
+  async readDevice(
+    addr: PciAddress,
+    attrs: readonly DeviceAttr[],
+    opts: ReadDeviceOptions = {},
+  ): Promise<DeviceReading | null> {
     const r = this.rfs;
-    const listing = r.readdirOrNull(this.dev(addr));
-    if (listing === null) return null;
-    const has = new Set(listing);
+    const dir = r.locateDir(this.dev(addr));
+    if (dir === null) return null;
     const out: Partial<Record<DeviceAttr, string>> = {};
-    const waits: Promise<void>[] = [];
+    // Only a PF has the sriov_* attributes, and then all of them: one lookup answers for all.
+    let pf: boolean | undefined;
+    const present = (a: DeviceAttr): boolean => {
+      if (EVERY_DEVICE.has(a)) return true;
+      if (SRIOV_PF.has(a)) return (pf ??= r.hasIn(dir, 'sriov_totalvfs'));
+      // boot_vga is made only for VGA-class devices (pci_dev_attrs_are_visible).
+      if (a === 'boot_vga' && out.modalias !== undefined && !/bc0[03]sc/i.test(out.modalias))
+        return false;
+      return r.hasIn(dir, a);
+    };
+    const locking: DeviceAttr[] = [];
     for (const a of attrs) {
-      if (!has.has(a)) continue;
-      const file = this.dev(addr, a);
-      if (LOCK_TAKING_ATTRS.has(a)) {
-        waits.push(
-          r.readTextAsync(file).then((t) => {
-            if (t !== null) out[a] = t;
-          }),
-        );
-      } else {
-        const t = r.readAttrText(file);
+      if (!present(a)) continue;
+      if (LOCK_TAKING_ATTRS.has(a)) locking.push(a);
+      else {
+        const t = r.readAttrIn(dir, a);
         if (t !== null) out[a] = t;
       }
     }
-    const links = this.linksOf(addr, has);
-    await Promise.all(waits);
+    const links = this.linksOf(dir, pf);
+    const inPlace =
+      opts.inPlaceWhenBound === true &&
+      links.driver !== null &&
+      !isVfioDriver(links.driver) &&
+      !(pf ?? r.hasIn(dir, 'sriov_totalvfs'));
+    const texts = inPlace
+      ? locking.map((a) => r.readAttrIn(dir, a))
+      : await Promise.all(locking.map((a) => r.readAttrAsyncIn(dir, a)));
+    locking.forEach((a, i) => {
+      const t = texts[i];
+      if (t !== null && t !== undefined) out[a] = t;
+    });
     return { attrs: out, links };
   }
 
-  private linksOf(addr: PciAddress, has: ReadonlySet<string>): DeviceLinks {
+  /** `pf`: whether the device is an SR-IOV PF, when the caller has looked already. */
+  private linksOf(dir: LocatedDir, pf?: boolean): DeviceLinks {
     const r = this.rfs;
-    const link = (name: string): string | null =>
-      has.has(name) ? r.readLinkBase(this.dev(addr, name)) : null;
-    const driver = link('driver');
-    const group = link('iommu_group');
-    const physfn = link('physfn');
-    const virtfns = [...has]
-      .filter((e) => /^virtfn\d+$/.test(e))
-      .sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)))
-      .map((v) => r.readLinkBase(this.dev(addr, v)))
-      .filter((t): t is PciAddress => t !== null && isPciAddress(t));
-    const parentName = this.parentName(addr);
-    const vfioDev = has.has('vfio-dev')
-      ? (r.readdir(this.dev(addr, 'vfio-dev')).find((n) => /^vfio\d+$/.test(n)) ?? null)
-      : null;
+    const driver = r.readLinkBaseIn(dir, 'driver');
+    const group = r.readLinkBaseIn(dir, 'iommu_group');
+    const isPf = pf ?? r.hasIn(dir, 'sriov_totalvfs');
+    // A PF is never a VF; a PF's VF links are numbered from 0, so only a PF with VFs enabled
+    // has virtfn0, and only then is the directory listed.
+    const physfn = !isPf && r.hasIn(dir, 'physfn') ? r.readLinkBaseIn(dir, 'physfn') : null;
+    const virtfns =
+      isPf && r.hasIn(dir, 'virtfn0')
+        ? r
+            .readdirIn(dir)
+            .filter((e) => /^virtfn\d+$/.test(e))
+            .sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)))
+            .map((v) => r.readLinkBaseIn(dir, v))
+            .filter((t): t is PciAddress => t !== null && isPciAddress(t))
+        : [];
+    // Only a device a vfio driver holds has vfio-dev (vfio_device registration).
+    const vfioDev =
+      driver !== null && isVfioDriver(driver) && r.hasIn(dir, 'vfio-dev')
+        ? (r.readdirIn(dir, 'vfio-dev').find((n) => /^vfio\d+$/.test(n)) ?? null)
+        : null;
     return {
       driver,
       iommuGroup: group !== null && /^\d+$/.test(group) ? Number(group) : null,
       physfn: physfn !== null && isPciAddress(physfn) ? physfn : null,
       virtfns,
-      parent: parentName !== null && isPciAddress(parentName) ? parentName : null,
+      parent: dir.upper !== null && isPciAddress(dir.upper) ? dir.upper : null,
       vfioDev,
     };
-  }
-
-  /**
-   * The directory above the device's, by name. /sys/bus/pci/devices/<addr> is a symlink to
-   * ../../../devices/pci0000:00/<upstream>/<addr>, and no directory under /sys/devices is a
-   * symlink, so one readlink tells what a realpath (a readlink per path component) would. A
-   * tree whose entry is a directory rather than a link falls back to the realpath.
-   */
-  private parentName(addr: PciAddress): string | null {
-    const target = this.rfs.readLink(this.dev(addr));
-    if (target !== null) return path.basename(path.dirname(target));
-    const real = this.rfs.realpath(this.dev(addr));
-    return real === null ? null : path.basename(path.dirname(real));
   }
 
   deviceExists(addr: PciAddress): Promise<boolean> {

@@ -11,6 +11,15 @@ import { SysError, errnoOf } from '../../errors.js';
  * planted tree cannot steer the agent's writes to files elsewhere. Every read refuses FIFOs and
  * device nodes (opened non-blocking, then checked), so a planted FIFO cannot hang a read.
  */
+/** A directory found by RootedFs.locateDir; `at` is where its entries are opened. */
+export interface LocatedDir {
+  readonly at: string;
+  /** Under a tree, the directory's real location (where its links are judged from); else null. */
+  readonly real: string | null;
+  /** The name of the directory above its real location (a PCI device's upstream bridge). */
+  readonly upper: string | null;
+}
+
 export class RootedFs {
   readonly root: string;
   readonly live: boolean;
@@ -20,6 +29,7 @@ export class RootedFs {
     this.root = path.resolve(root);
     this.live = this.root === '/';
     this.realRoot = this.live ? '/' : realpathOr(this.root, this.root);
+    this.readFlags = fsc.O_RDONLY | fsc.O_NONBLOCK | (this.live ? 0 : fsc.O_NOFOLLOW);
   }
 
   p(...parts: string[]): string {
@@ -41,24 +51,111 @@ export class RootedFs {
    */
   private readPath(p: string): string | null {
     if (this.live) return p;
-    const dir = path.dirname(p);
-    let real = this.dirCache.get(dir);
-    if (real === undefined) {
-      const r = this.resolved(dir);
-      if (r === null) return null;
-      if (this.dirCache.size > DIR_CACHE_MAX) this.dirCache.clear();
-      this.dirCache.set(dir, r);
-      real = r;
-    }
-    return path.join(real, path.basename(p));
+    const real = this.realUnder(path.dirname(p));
+    return real === null ? null : path.join(real, path.basename(p));
   }
 
-  private readonly dirCache = new Map<string, string>();
+  /**
+   * realpath(3) of a path under the tree, remembering every resolved component: glibc's
+   * realpath makes a readlink per component (a dozen per device directory, most of discovery's
+   * syscalls), while devices share all but their last one or two. Null when the path is absent
+   * or leads out of the tree. Like any realpath cache it can go stale when a tree's directory
+   * is swapped for a link afterwards; that is a tree the user built, and every write resolves
+   * its path afresh (writablePath).
+   */
+  private realUnder(p: string): string | null {
+    if (p === this.root) return this.realRoot;
+    if (!p.startsWith(`${this.root}/`)) return this.resolved(p);
+    // Most paths asked for are entries of a directory asked for before (each device's entry in
+    // /sys/bus/pci/devices): resolve only the last component then.
+    const cut = p.lastIndexOf('/');
+    const above = this.realCache.get(p.slice(0, cut));
+    if (above !== undefined) return this.walk(above, [p.slice(cut + 1)], true);
+    const real = this.walk(
+      this.realRoot,
+      p
+        .slice(this.root.length + 1)
+        .split('/')
+        .reverse(),
+    );
+    if (real !== null) this.remember(p, real);
+    return real;
+  }
+
+  /**
+   * Walks `names` (last first) from the real directory `from`, resolving links one component
+   * at a time and remembering each. `entryIsLink`: the first name is most likely a link (a
+   * device's entry in /sys/bus/pci/devices), so it is read as one straight away.
+   */
+  private walk(from: string, names: string[], entryIsLink = false): string | null {
+    // Components still to walk, last first; a marker records a link's real location once its
+    // target has been walked.
+    const todo: (string | { resolves: string })[] = names;
+    let cur = from;
+    let links = 0;
+    for (let c = todo.pop(); c !== undefined; c = todo.pop()) {
+      if (typeof c !== 'string') {
+        this.remember(c.resolves, cur);
+        continue;
+      }
+      const likelyLink = entryIsLink;
+      entryIsLink = false;
+      if (c === '' || c === '.') continue;
+      if (c === '..') {
+        cur = path.dirname(cur);
+        continue;
+      }
+      const at = cur === '/' ? `/${c}` : `${cur}/${c}`;
+      const known = this.realCache.get(at);
+      if (known !== undefined) {
+        cur = known;
+        continue;
+      }
+      const target = this.linkAt(at, likelyLink);
+      if (target === undefined) return null;
+      if (target === null) {
+        this.remember(at, at);
+        cur = at;
+        continue;
+      }
+      if (++links > MAX_LINKS) return null;
+      todo.push({ resolves: at }, ...target.split('/').reverse());
+      if (target.startsWith('/')) cur = '/';
+    }
+    return this.inside(cur) ? cur : null;
+  }
+
+  /**
+   * A link's target; null when `at` is not a link; undefined when it is absent or unreadable.
+   * lstat first, then readlink only for a link: a readlink of a directory fails, and a failed
+   * sync call costs an exception, several times the price of the lstat. Unless `likelyLink`:
+   * then the readlink goes first and the lstat only when it fails.
+   */
+  private linkAt(at: string, likelyLink: boolean): string | null | undefined {
+    if (likelyLink)
+      try {
+        return fsSync.readlinkSync(at);
+      } catch {
+        // Not a link after all, or absent: the lstat tells which.
+      }
+    try {
+      const st = fsSync.lstatSync(at, { throwIfNoEntry: false });
+      if (st === undefined) return undefined;
+      return st.isSymbolicLink() ? fsSync.readlinkSync(at) : null;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private remember(at: string, real: string): void {
+    if (this.realCache.size > DIR_CACHE_MAX) this.realCache.clear();
+    this.realCache.set(at, real);
+  }
+
+  private readonly realCache = new Map<string, string>();
 
   /** Read flags: never block on a FIFO; under a tree, never follow a final symlink blindly. */
-  private get readFlags(): number {
-    return fsc.O_RDONLY | fsc.O_NONBLOCK | (this.live ? 0 : fsc.O_NOFOLLOW);
-  }
+  private readonly readFlags: number;
 
   /**
    * A final symlink under a tree (ELOOP with O_NOFOLLOW) is followed only when its target
@@ -138,15 +235,13 @@ export class RootedFs {
    * thread rather than the event loop. Concurrent reads of one path share one request, so a
    * stuck attribute pins at most one pool thread however often it is asked for.
    */
-  readTextAsync(p: string): Promise<string | null> {
-    const pending = this.inflight.get(p);
-    if (pending !== undefined) return pending;
-    const run = (async (): Promise<string | null> => {
+  readTextAsync(p: string, located?: LocatedDir): Promise<string | null> {
+    return this.readPoolOnce(p, () => {
       // Opening and closing a sysfs attribute never takes device_lock; only the read does
       // (the attribute's show function). So open and close here, in place, and send just the
       // read to the pool: one pool round trip per attribute, and an absent attribute (no
       // sriov_numvfs on most devices) costs none.
-      let at = this.readPath(p);
+      let at = located === undefined ? this.readPath(p) : p;
       if (at === null) return null;
       let fd: number;
       try {
@@ -160,29 +255,54 @@ export class RootedFs {
           return absentOrThrow(e2);
         }
       }
-      try {
-        // fstat, like open, is answered without device_lock.
-        if (!fsSync.fstatSync(fd).isFile()) return null;
-        // The lock-taking attributes (driver_override, sriov_numvfs, uevent) print a line or
-        // a few: a page holds them. 64 KiB per read made a 4096-function discovery allocate
-        // 256 MiB of buffers, which stayed in the agent's RSS.
-        const buf = lockedReadBufs.pop() ?? Buffer.allocUnsafe(LOCKED_ATTR_MAX);
-        const n = await new Promise<number>((resolve, reject) => {
-          fsSync.read(fd, buf, 0, LOCKED_ATTR_MAX, null, (err, bytes) => {
-            if (err) reject(err);
-            else resolve(bytes);
-          });
-        });
-        const text = trimNewline(buf.subarray(0, n).toString('utf8'));
+      // A located read skips the fstat: a FIFO answers a non-blocking read at once, and an
+      // empty answer is checked after the read. Others refuse what is not a regular file here
+      // (fstat, like open, is answered without device_lock).
+      if (located !== undefined || isRegularFd(fd)) return fd;
+      fsSync.closeSync(fd);
+      return null;
+    });
+  }
+
+  /**
+   * Reads the file `open` opened in the thread pool, one request per path at a time. Every
+   * opener opens non-blocking, so a FIFO swapped in after its check answers at once (empty or
+   * EAGAIN), and the read is capped at a page.
+   */
+  private readPoolOnce(key: string, open: () => number | null): Promise<string | null> {
+    const pending = this.inflight.get(key);
+    if (pending !== undefined) return pending;
+    let fd: number | null;
+    try {
+      fd = open();
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
+    if (fd === null) return Promise.resolve(null);
+    const opened = fd;
+    // The lock-taking attributes (driver_override, sriov_numvfs, uevent) print a line or a
+    // few: a page holds them. 64 KiB per read made a 4096-function discovery allocate 256 MiB
+    // of buffers, which stayed in the agent's RSS. A plain callback, not an async function:
+    // discovery makes one of these per device, and each promise layer cost microseconds.
+    const buf = lockedReadBufs.pop() ?? Buffer.allocUnsafe(LOCKED_ATTR_MAX);
+    const run = new Promise<string | null>((resolve, reject) => {
+      fsSync.read(opened, buf, 0, LOCKED_ATTR_MAX, null, (err, n) => {
+        this.inflight.delete(key);
+        const text = err === null ? trimNewline(buf.toString('utf8', 0, n)) : '';
         if (lockedReadBufs.length < 64) lockedReadBufs.push(buf);
-        return text;
-      } catch (e) {
-        return absentOrThrow(e);
-      } finally {
-        fsSync.closeSync(fd);
-      }
-    })().finally(() => this.inflight.delete(p));
-    this.inflight.set(p, run);
+        // An empty answer from a FIFO is no attribute; sysfs attributes are never empty.
+        const regular = n !== 0 || isRegularFd(opened);
+        try {
+          fsSync.closeSync(opened);
+        } catch {
+          // The read's outcome is what counts; a close error on sysfs says nothing more.
+        }
+        if (err === null) resolve(n === 0 && !regular ? null : text);
+        else if (ABSENT.has(errnoOf(err) ?? '')) resolve(null);
+        else reject(err);
+      });
+    });
+    this.inflight.set(key, run);
     return run;
   }
 
@@ -237,6 +357,108 @@ export class RootedFs {
       });
     } finally {
       await fh.close();
+    }
+  }
+
+  /**
+   * Where the directory `p` really is, found once so that every read in it that follows costs
+   * no path resolution of its own: under a tree its resolved location (realUnder); on the live
+   * host where the link `p` is in sysfs points (one readlink: no directory under /sys/devices
+   * is a link). Null when `p` is absent or leads out of the tree.
+   */
+  locateDir(p: string): LocatedDir | null {
+    if (!this.live) {
+      const real = this.realUnder(p);
+      return real === null ? null : { at: real, real, upper: path.basename(path.dirname(real)) };
+    }
+    let target: string;
+    try {
+      target = fsSync.readlinkSync(p);
+    } catch (e) {
+      if (errnoOf(e) !== 'EINVAL') return null;
+      // A directory, not a link: find where it is the long way.
+      const real = this.resolved(p);
+      return real === null ? null : { at: p, real: null, upper: path.basename(path.dirname(real)) };
+    }
+    // Open the device's entries at its real location: a path through the bus's link makes the
+    // kernel follow that link again for every open.
+    const at = path.resolve(path.dirname(p), target);
+    return { at, real: null, upper: path.basename(path.dirname(at)) };
+  }
+
+  /** Whether `name` exists in a located directory: access(2), no exception when it does not. */
+  hasIn(dir: LocatedDir, name: string): boolean {
+    return fsSync.existsSync(`${dir.at}/${name}`);
+  }
+
+  /**
+   * An attribute of a located directory, like readAttrText but with no fstat on the way: every
+   * open is non-blocking, so a FIFO answers at once, and the rare read that returns nothing or
+   * fills the buffer is checked then (a FIFO or device reads as absent) and read whole.
+   */
+  readAttrIn(dir: LocatedDir, name: string): string | null {
+    const at = `${dir.at}/${name}`;
+    let fd: number;
+    try {
+      fd = fsSync.openSync(at, this.readFlags);
+    } catch (e) {
+      const inside = this.followInside(at, e);
+      return inside === null ? absentOrThrow(e) : this.readTextAt(inside);
+    }
+    let n: number;
+    try {
+      n = fsSync.readSync(fd, scratch, 0, scratch.length, null);
+      if (n > 0 && n < scratch.length) return trimNewline(scratch.toString('utf8', 0, n));
+      if (!isRegularFd(fd)) return null;
+      if (n === 0) return '';
+    } catch (e) {
+      return absentOrThrow(e);
+    } finally {
+      fsSync.closeSync(fd);
+    }
+    return this.readTextAt(at);
+  }
+
+  /** A lock-taking attribute of a located directory: readTextAsync without a fresh resolve. */
+  readAttrAsyncIn(dir: LocatedDir, name: string): Promise<string | null> {
+    return this.readTextAsync(`${dir.at}/${name}`, dir);
+  }
+
+  /** The basename of a link's target in a located directory; null as for readLinkBase. */
+  readLinkBaseIn(dir: LocatedDir, name: string): string | null {
+    let target: string;
+    try {
+      target = fsSync.readlinkSync(`${dir.at}/${name}`);
+    } catch {
+      return null;
+    }
+    if (dir.real !== null && !this.targetInside(dir.real, target)) return null;
+    return target.slice(target.lastIndexOf('/') + 1);
+  }
+
+  /**
+   * Whether a link in the real directory `realDir` points inside the tree, judged by its text
+   * (as readLinkBase judges): the `..` steps of a relative target must not climb above the
+   * tree's root. `realDir` has no links in it, so counting steps is what the kernel would do.
+   */
+  private targetInside(realDir: string, target: string): boolean {
+    if (target.startsWith('/')) return this.inside(path.resolve(target));
+    const below = realDir.slice(this.realRoot.length).replace(/^\//, '');
+    let depth = below === '' ? 0 : below.split('/').length;
+    for (const seg of target.split('/')) {
+      if (seg === '..') {
+        if (--depth < 0) return false;
+      } else if (seg !== '' && seg !== '.') depth++;
+    }
+    return true;
+  }
+
+  /** The entries of a located directory, or of a directory in it. */
+  readdirIn(dir: LocatedDir, name?: string): string[] {
+    try {
+      return fsSync.readdirSync(name === undefined ? dir.at : `${dir.at}/${name}`);
+    } catch {
+      return [];
     }
   }
 
@@ -367,8 +589,18 @@ const lockedReadBufs: Buffer[] = [];
 /** Reused by every synchronous attribute read (the text is copied out before the next). */
 const scratch = Buffer.allocUnsafe(READ_CHUNK);
 const DIR_CACHE_MAX = 50_000;
+/** As the kernel's MAXSYMLINKS: more links than this in one path is a loop. */
+const MAX_LINKS = 40;
 /** procfs files the agent reads (/proc/modules, mounts) stay far below this. */
 const MAX_TEXT = 16 * 1024 * 1024;
+
+function isRegularFd(fd: number): boolean {
+  try {
+    return fsSync.fstatSync(fd).isFile();
+  } catch {
+    return false;
+  }
+}
 
 function trimNewline(t: string): string {
   return t.endsWith('\n') ? t.slice(0, -1) : t;

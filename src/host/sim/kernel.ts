@@ -13,6 +13,7 @@ import {
   LOCK_TAKING_ATTRS,
   canonicalModuleName,
   isValidDriverName,
+  noDeviceLinks,
   type DeviceAttr,
   type DeviceReading,
   type DeviceHolder,
@@ -343,15 +344,7 @@ export class SimKernel {
 
   links(addr: PciAddress): DeviceLinks {
     const d = this.s.devices.get(addr);
-    if (!d)
-      return {
-        driver: null,
-        iommuGroup: null,
-        physfn: null,
-        virtfns: [],
-        parent: null,
-        vfioDev: null,
-      };
+    if (!d) return noDeviceLinks();
     return {
       // The kernel removes the driver link before the driver's remove runs (and waits).
       driver: d.unbinding ? null : d.driver,

@@ -72,6 +72,7 @@ export class SimHost implements HostPort {
   readDeviceAttr(addr: PciAddress, attr: DeviceAttr): Promise<string | null> {
     return this.run(() => this.k.readAttr(addr, attr));
   }
+  /** The simulated kernel's reads never block the event loop, in place or not. */
   readDevice(addr: PciAddress, attrs: readonly DeviceAttr[]): Promise<DeviceReading | null> {
     return this.run(() => this.k.readDevice(addr, attrs));
   }
