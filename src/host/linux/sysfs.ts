@@ -288,6 +288,8 @@ export class RootedFs {
     const run = new Promise<string | null>((resolve, reject) => {
       fsSync.read(opened, buf, 0, LOCKED_ATTR_MAX, null, (err, n) => {
         this.inflight.delete(key);
+        const text = err === null ? trimNewline(buf.toString('utf8', 0, n)) : '';
+        if (lockedReadBufs.length < 64) lockedReadBufs.push(buf);
         // An empty answer from a FIFO is no attribute; sysfs attributes are never empty.
         const regular = n !== 0 || isRegularFd(opened);
         try {
@@ -295,9 +297,7 @@ export class RootedFs {
         } catch {
           // The read's outcome is what counts; a close error on sysfs says nothing more.
         }
-        const text = err === null ? buf.toString('utf8', 0, n) : '';
-        if (lockedReadBufs.length < 64) lockedReadBufs.push(buf);
-        if (err === null) resolve(n === 0 && !regular ? null : trimNewline(text));
+        if (err === null) resolve(n === 0 && !regular ? null : text);
         else if (ABSENT.has(errnoOf(err) ?? '')) resolve(null);
         else reject(err);
       });
