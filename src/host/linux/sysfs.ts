@@ -114,7 +114,9 @@ export class RootedFs {
       const target = this.linkAt(at, likelyLink);
       if (target === undefined) return null;
       if (target === null) {
-        this.remember(at, at);
+        // A directory others are reached through is kept; a path's last one (a device's own,
+        // 4096 of them) is not: its link's entry, kept below, answers the next lookup.
+        if (todo.some((t) => typeof t === 'string')) this.remember(at, at);
         cur = at;
         continue;
       }
