@@ -45,13 +45,6 @@ export interface LinuxHostOptions {
 }
 
 /**
- * Writes that can sleep on a held device run in a child process that can be abandoned
- * (child-write.ts); the others run in-process, where a spawn's 50-170 ms (under QEMU) would be
- * wasted: driver_override and bind/drivers_probe on an idle device return at once, and the
- * engine never writes to a device with an operation pending. An unbind waits for a VM holding
- * the device; removing a device or its VFs goes through the same wait.
- */
-/**
  * Attributes the PCI core gives every device on the kernels passthru supports (modalias since
  * 2.6.x, driver_override since 3.16): opened by name. Any other may be absent (boot_vga only on
  * VGA devices, sriov_* only on PFs, reset_method only with a reset method) and is looked for
@@ -84,6 +77,13 @@ const SRIOV_PF: ReadonlySet<DeviceAttr> = new Set<DeviceAttr>([
   'sriov_vf_device',
 ]);
 
+/**
+ * Writes that can sleep on a held device run in a child process that can be abandoned
+ * (child-write.ts); the others run in-process, where a spawn's 50-170 ms (under QEMU) would be
+ * wasted: driver_override and bind/drivers_probe on an idle device return at once, and the
+ * engine never writes to a device with an operation pending. An unbind waits for a VM holding
+ * the device; removing a device or its VFs goes through the same wait.
+ */
 const MAY_BLOCK: ReadonlySet<WritableDeviceAttr> = new Set<WritableDeviceAttr>([
   'sriov_numvfs',
   'remove',
@@ -157,7 +157,8 @@ export class LinuxHost implements HostPort {
    * The device's directory is found once; then the attributes every device has are opened by
    * name, and the ones only some devices have are looked for first (access(2): a failed open
    * costs an exception, several times more). A listing of the directory cost more than all of
-   * those lookups together. About 22 syscalls per function; it was ~59 (bench/discovery.ts).
+   * those lookups together. About 19 syscalls per function (18 on the live host); it was ~59
+   * (bench/discovery.ts, docs/adr/0009).
    */
   async readDevice(
     addr: PciAddress,
