@@ -3,7 +3,6 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { SysError, errnoOf } from '../../errors.js';
 import { isPciAddress, type PciAddress } from '../../pci/address.js';
-import { findDeviceSerial } from '../../pci/device-serial.js';
 import { systemClock, type Clock } from '../clock.js';
 import {
   LOCK_TAKING_ATTRS,
@@ -24,12 +23,9 @@ import {
   type WritableDeviceAttr,
   type WriteOptions,
 } from '../port.js';
-import { writeInChild } from './child-write.js';
 import { LinuxModules } from './modules.js';
 import { RootedFs, type LocatedDir } from './sysfs.js';
 import { monitorUevents } from './uevents.js';
-import { findVfioHolders } from './vfio-holders.js';
-import { readHostUses } from './host-uses.js';
 
 export interface LinuxHostOptions {
   /** Root prefix: '/' for the live host, or a directory holding a sysfs/procfs tree. */
@@ -89,6 +85,11 @@ const MAY_BLOCK: ReadonlySet<WritableDeviceAttr> = new Set<WritableDeviceAttr>([
   'remove',
 ]);
 
+/**
+ * The Linux host. What only claims, releases and the agent use (holders, host uses, child
+ * writes, serial numbers) is imported when first used: `passthru list` loads none of it
+ * (issue 11: start-up).
+ */
 export class LinuxHost implements HostPort {
   readonly clock: Clock;
   readonly description: string;
@@ -144,7 +145,8 @@ export class LinuxHost implements HostPort {
     return Promise.resolve(this.rfs.readBytes(this.dev(addr, 'config'), 64));
   }
 
-  readDeviceSerial(addr: PciAddress): Promise<string | null> {
+  async readDeviceSerial(addr: PciAddress): Promise<string | null> {
+    const { findDeviceSerial } = await import('../../pci/device-serial.js');
     return this.rfs.readAtOffsets(this.dev(addr, 'config'), findDeviceSerial);
   }
 
@@ -249,7 +251,8 @@ export class LinuxHost implements HostPort {
     return Promise.resolve(this.rfs.exists(this.p('dev/vfio', String(group))));
   }
 
-  vfioHolders(addr: PciAddress, group: number | null): Promise<DeviceHolder[]> {
+  async vfioHolders(addr: PciAddress, group: number | null): Promise<DeviceHolder[]> {
+    const { findVfioHolders } = await import('./vfio-holders.js');
     return findVfioHolders(this.rfs, addr, group);
   }
 
@@ -292,8 +295,9 @@ export class LinuxHost implements HostPort {
   }
 
   /** A write in a child process the signal can abandon; confined to the tree like any other. */
-  private writeAbandonable(file: string, value: string, signal?: AbortSignal): Promise<void> {
+  private async writeAbandonable(file: string, value: string, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
+    const { writeInChild } = await import('./child-write.js');
     return writeInChild(this.ddPath, this.rfs.writablePath(file), value, signal);
   }
 
@@ -351,7 +355,8 @@ export class LinuxHost implements HostPort {
     });
   }
 
-  hostUses(): Promise<HostUses> {
+  async hostUses(): Promise<HostUses> {
+    const { readHostUses } = await import('./host-uses.js');
     return readHostUses(this.root);
   }
 
