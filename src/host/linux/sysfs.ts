@@ -394,7 +394,7 @@ export class RootedFs {
   }
 
   /**
-   * An attribute of a located directory, like readAttrText but with no fstat on the way: every
+   * An attribute of a located directory, like readText but with no fstat on the way: every
    * open is non-blocking, so a FIFO answers at once, and the rare read that returns nothing or
    * fills the buffer is checked then (a FIFO or device reads as absent) and read whole.
    */
@@ -426,7 +426,12 @@ export class RootedFs {
     return this.readTextAsync(`${dir.at}/${name}`, dir);
   }
 
-  /** The basename of a link's target in a located directory; null as for readLinkBase. */
+  /**
+   * The basename of a link's target in a located directory; null when absent or (under a tree)
+   * leading out of it. Under a tree the target is judged by its text: only the name is used
+   * here, and every write that follows a name (unbind through the driver link) resolves its own
+   * path and is confined again (writablePath).
+   */
   readLinkBaseIn(dir: LocatedDir, name: string): string | null {
     let target: string;
     try {
@@ -439,9 +444,8 @@ export class RootedFs {
   }
 
   /**
-   * Whether a link in the real directory `realDir` points inside the tree, judged by its text
-   * (as readLinkBase judges): the `..` steps of a relative target must not climb above the
-   * tree's root. `realDir` has no links in it, so counting steps is what the kernel would do.
+   * Whether a link in the real directory `realDir` points inside the tree, judged by its text:
+   * the `..` steps of a relative target must not climb above the tree's root. `realDir` has no links in it, so counting steps is what the kernel would do.
    */
   private targetInside(realDir: string, target: string): boolean {
     if (target.startsWith('/')) return this.inside(path.resolve(target));
@@ -479,50 +483,6 @@ export class RootedFs {
     }
   }
 
-  /**
-   * A sysfs attribute's text, like readText but cheaper: one read into a shared buffer. A sysfs
-   * attribute's show function prints at most a page and read(2) returns it whole, as does a
-   * regular file in a tree unless it is larger than the buffer (then the rest is read too).
-   */
-  readAttrText(p: string): string | null {
-    // undefined: the file filled the buffer, so it is read again whole.
-    const text = this.openAndRead(p, (fd): string | null | undefined => {
-      try {
-        if (!fsSync.fstatSync(fd).isFile()) return null;
-        const n = fsSync.readSync(fd, scratch, 0, scratch.length, null);
-        return n < scratch.length ? trimNewline(scratch.toString('utf8', 0, n)) : undefined;
-      } catch (e) {
-        return absentOrThrow(e);
-      } finally {
-        fsSync.closeSync(fd);
-      }
-    });
-    return text === undefined ? this.readText(p) : text;
-  }
-
-  /**
-   * The basename of a symlink's target; null when absent or (under a tree) leading out of it.
-   * Under a tree the target is judged by its text, resolved against the link's real directory:
-   * only the name is used here, and every write that follows a name (unbind through the
-   * driver link) resolves its own path and is confined again (writablePath).
-   */
-  readLinkBase(p: string): string | null {
-    if (this.live) {
-      const target = this.readLink(p);
-      return target === null ? null : path.basename(target);
-    }
-    const at = this.readPath(p);
-    if (at === null) return null;
-    let target: string;
-    try {
-      target = fsSync.readlinkSync(at);
-    } catch {
-      return null;
-    }
-    if (!this.inside(path.resolve(path.dirname(at), target))) return null;
-    return path.basename(target);
-  }
-
   /** The raw target of a symlink (procfs fd links), or null. */
   readLink(p: string): string | null {
     const at = this.readPath(p);
@@ -532,10 +492,6 @@ export class RootedFs {
     } catch {
       return null;
     }
-  }
-
-  realpath(p: string): string | null {
-    return this.resolved(p);
   }
 
   exists(p: string): boolean {
