@@ -3,7 +3,7 @@ import type { ClaimStatus } from '../engine/engine.js';
 import type { GroupView, ListFilter } from '../cli/views.js';
 import type { Inventory, PciFunction } from '../pci/model.js';
 import { html, query, type Html } from './html.js';
-import { badge, headRow } from './layout.js';
+import { badge, emptyRow, headRow } from './layout.js';
 
 function options(
   label: string,
@@ -111,13 +111,7 @@ export function devicesBody(
                   <td>${action(d, claimed, byClaim)}</td>
                 </tr>`,
             )}
-            ${
-              shown.length === 0
-                ? html`<tr>
-                    <td colspan="8">No function matches these filters.</td>
-                  </tr>`
-                : ''
-            }
+            ${shown.length === 0 ? emptyRow(8, 'No function matches these filters.') : ''}
           </tbody>
         </table>
       </div>

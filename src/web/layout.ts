@@ -70,6 +70,13 @@ export function toneOfClaim(state: string): 'ok' | 'warn' | 'bad' | 'info' {
 }
 
 /** A table's header row: one column header per name. */
+/** The row a table shows when it has no other: `text` across its `columns` columns. */
+export function emptyRow(columns: number, text: string): Html {
+  return html`<tr>
+    <td colspan="${columns}">${text}</td>
+  </tr>`;
+}
+
 export function headRow(columns: readonly string[]): Html {
   return html`<thead>
     <tr>

@@ -3,7 +3,7 @@ import type { DoctorReport } from '../doctor/doctor.js';
 import type { DomainEvent } from '../events/events.js';
 import { recoveryChart } from './chart.js';
 import { html, query, type Html } from './html.js';
-import { badge, timeText, toneOfClaim, headRow } from './layout.js';
+import { badge, emptyRow, timeText, toneOfClaim, headRow } from './layout.js';
 
 export interface OverviewData {
   status: AgentStatus;
@@ -132,13 +132,7 @@ function timelineSection(s: AgentStatus): Html {
                 <td>${r.attempts}</td>
               </tr>`,
           )}
-          ${
-            recs.length === 0 && !open
-              ? html`<tr>
-                  <td colspan="7">No losses recorded.</td>
-                </tr>`
-              : ''
-          }
+          ${recs.length === 0 && !open ? emptyRow(7, 'No losses recorded.') : ''}
         </tbody>
       </table>
     </div>
