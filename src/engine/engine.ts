@@ -24,7 +24,7 @@ import {
 import { WorkQueue } from './workqueue.js';
 
 export interface EngineOptions extends ExecutorOptions {
-  /** Full rediscovery and a look at every key even without triggers. */
+  /** A look at every key even without triggers, with the bus listed and host uses read again. */
   resyncMs: number;
   /** Backoff of a failing key (any action kind): base doubling up to cap, with jitter. */
   retryBaseMs: number;
@@ -252,8 +252,7 @@ export class Engine {
         const now = this.d.clock.now();
         if (now >= nextResync) {
           nextResync = now + this.opts.resyncMs;
-          // The periodic look: devices present all along keep the serials read for them.
-          this.observer.markStale();
+          this.observer.markResync();
           this.enqueueAll();
         }
         const keys = this.queue.take();
