@@ -134,6 +134,21 @@ test('metrics count releases by outcome, and two agents in one process keep sepa
   }
 });
 
+test('process metrics are registered at the first scrape, not when the metrics are made', async () => {
+  const r = await rig(labTopology());
+  const m = new AgentMetrics(r.agent);
+  try {
+    assert.equal(m.registry.getSingleMetric('process_cpu_user_seconds_total'), undefined);
+    assert.equal(m.registry.getSingleMetric('nodejs_eventloop_lag_seconds'), undefined);
+    const text = await m.text();
+    assert.ok(sample(text, 'process_cpu_user_seconds_total')! > 0);
+    assert.ok(m.registry.getSingleMetric('nodejs_eventloop_lag_seconds'));
+  } finally {
+    m.close();
+    await stop(r);
+  }
+});
+
 test('GET /metrics answers the Prometheus text format with process metrics; promtool check metrics passes on it (skipped only where promtool is not installed)', async (t) => {
   const r = await rig(labTopology());
   const metrics = new AgentMetrics(r.agent);

@@ -4,7 +4,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadPciIds } from '../src/host/files.js';
-import { parsePciIds } from '../src/pci/pciids.js';
+import { deferredPciIds, parsePciIds } from '../src/pci/pciids.js';
 
 test('parsePciIds gives the system pci.ids names a full parse gives, for every 8th vendor with all its devices and subsystems, and undefined for ids absent from it', async (t) => {
   let text: string;
@@ -71,4 +71,21 @@ test('loadPciIds checks the file at once but reads it on the first lookup: a fil
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
+});
+
+test('deferredPciIds lets go of its source only after a call with no lookup since the previous one, and loads it again at the next lookup', () => {
+  let loads = 0;
+  const names = deferredPciIds(() => {
+    loads++;
+    return parsePciIds('8086  Intel Corporation\n\t1521  I350 Gigabit Network Connection\n');
+  });
+  assert.equal(names.releaseIfUnused(), false, 'nothing loaded yet');
+  assert.equal(names.device('8086', '1521'), 'I350 Gigabit Network Connection');
+  assert.equal(loads, 1);
+  assert.equal(names.releaseIfUnused(), false, 'looked up since the last call');
+  assert.equal(names.releaseIfUnused(), true, 'no lookup since the last call');
+  assert.equal(names.releaseIfUnused(), false, 'already let go');
+  assert.equal(loads, 1);
+  assert.equal(names.vendor('8086'), 'Intel Corporation');
+  assert.equal(loads, 2);
 });

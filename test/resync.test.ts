@@ -1,5 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { HostObserver } from '../src/engine/observe.js';
+import { InFlight } from '../src/engine/inflight.js';
+import { ManualClock } from '../src/host/clock.js';
 import type { HostPort } from '../src/host/port.js';
 import { eventsOf, labTopology, MF0, MF1, NIC, onVfio, rig, stop } from './helpers.js';
 
@@ -86,5 +89,24 @@ test('without uevents, a claimed device removed from the bus is reported missing
   );
   assert.equal(r.agent.engine.claimStatuses().find((s) => s.address === A)?.state, 'missing');
   assert.ok(eventsOf(r.history, 'claim.state').some((e) => e.state === 'missing'));
+  await stop(r);
+});
+
+test("the engine's view keeps full records of the claimed devices and their IOMMU group members only, and every function's address and group", async () => {
+  const r = await rig(labTopology());
+  await r.agent.claim([MF0], { withGroup: true, force: false });
+  const clock = new ManualClock(0);
+  const observer = new HostObserver(r.kernel.port(), new InFlight(clock));
+  const view = await observer.look(new Set([MF0]));
+  const all = await r.kernel.port().listDevices();
+  assert.deepEqual([...view.inv.byAddress.keys()].sort(), [MF0, MF1].sort());
+  assert.deepEqual([...view.bus.keys()].sort(), [...all].sort());
+  const g = view.bus.get(MF0);
+  assert.ok(g != null);
+  assert.deepEqual([...(view.inv.groups.get(g)?.members ?? [])].sort(), [MF0, MF1].sort());
+  assert.equal(
+    view.inv.groups.size,
+    new Set([...view.bus.values()].filter((x) => x !== null)).size,
+  );
   await stop(r);
 });

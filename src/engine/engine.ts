@@ -278,7 +278,7 @@ export class Engine {
     const out = new Set<PciAddress>([key]);
     for (const m of this.statuses.get(key)?.members ?? []) out.add(m);
     const view = this.observer.last();
-    const g = view?.inv.byAddress.get(key)?.iommuGroup;
+    const g = view?.bus.get(key);
     if (g != null) for (const m of view?.inv.groups.get(g)?.members ?? []) out.add(m);
     for (const l of Object.values(this.state.ledger)) if (l.claim === key) out.add(l.address);
     return out;
@@ -287,7 +287,11 @@ export class Engine {
   private async observe(keys: WorkKey[]): Promise<Observed> {
     const addrs = new Set<PciAddress>();
     for (const k of keys) for (const a of this.devicesOf(k)) addrs.add(a);
-    const view = await this.observer.look(addrs);
+    // What a plan reads of every claim and ledger entry, not only of these keys'.
+    const keep = new Set(addrs);
+    for (const k of [...keys, ...this.state.allKeys()])
+      for (const a of this.devicesOf(k)) keep.add(a);
+    const view = await this.observer.look(addrs, keep);
     return { ...view, modules: { ...this.modules }, busy: this.inflight.busy() };
   }
 

@@ -1,13 +1,26 @@
 import type { HostPort } from '../host/port.js';
 import type { PciAddress } from '../pci/address.js';
 import { discover, readFunction } from '../pci/discovery.js';
-import { makeInventory } from '../pci/model.js';
+import type { Inventory, PciFunction } from '../pci/model.js';
 import type { PciIdNames } from '../pci/pciids.js';
 import type { InFlight } from './inflight.js';
 import type { Observed } from './plan.js';
 
-/** What the host looked like: everything of Observed but what the engine itself knows. */
-export type HostView = Omit<Observed, 'modules' | 'busy'>;
+/**
+ * What the host looked like: everything of Observed but what the engine itself knows. `inv`
+ * holds the devices work covers (claimed and ledger devices and every member of their IOMMU
+ * groups) and every group's membership; `bus` every function present, with its group.
+ */
+export interface HostView extends Omit<Observed, 'modules' | 'busy'> {
+  bus: ReadonlyMap<PciAddress, number | null>;
+}
+
+/** A full discovery, before the view keeps only what work covers. */
+interface FullLook {
+  inv: Inventory;
+  uses: HostView['uses'];
+  vfioNodes: Set<number>;
+}
 
 /**
  * The engine's view of the host, read incrementally: a full discovery on start and when the bus
@@ -19,6 +32,9 @@ export type HostView = Omit<Observed, 'modules' | 'busy'>;
  * devices and their IOMMU groups' members, which the resync's work reads afresh anyway, and a
  * group's membership changes only by devices coming or going, which the listing shows. On a
  * 4096-function host a full discovery costs ~250 ms of CPU; the listing ~3 ms (issue 11).
+ *
+ * For the same reason the view keeps full records only of the devices work covers, and of the
+ * others their address and group: 4096 records held for good were ~3 MiB of the agent's heap.
  */
 export class HostObserver {
   private view: HostView | null = null;
@@ -59,13 +75,13 @@ export class HostObserver {
    * hardware, so discovery never reads it.
    */
   private async readSerials(
-    inv: HostView['inv'],
+    bus: HostView['bus'],
     addrs: ReadonlySet<PciAddress>,
   ): Promise<ReadonlyMap<PciAddress, string | null>> {
-    for (const a of [...this.serials.keys()]) if (!inv.byAddress.has(a)) this.serials.delete(a);
+    for (const a of [...this.serials.keys()]) if (!bus.has(a)) this.serials.delete(a);
     await Promise.all(
       [...addrs]
-        .filter((a) => inv.byAddress.has(a) && !this.serials.has(a))
+        .filter((a) => bus.has(a) && !this.serials.has(a))
         .map(async (a) => {
           this.serials.set(a, await this.host.readDeviceSerial(a));
         }),
@@ -77,7 +93,7 @@ export class HostObserver {
     return this.view;
   }
 
-  private async full(): Promise<HostView> {
+  private async full(): Promise<FullLook> {
     const skipLockedAttrs = new Set(this.inflight.busy().keys());
     const [inv, uses] = await Promise.all([
       discover(this.host, this.names, { skipLockedAttrs }),
@@ -100,31 +116,59 @@ export class HostObserver {
     return { inv, uses, vfioNodes };
   }
 
-  /** Whether the bus lists exactly the devices of `inv`. */
-  private async sameBus(inv: HostView['inv']): Promise<boolean> {
+  /** Whether the bus lists exactly the devices of `bus`. */
+  private async sameBus(bus: HostView['bus']): Promise<boolean> {
     const listed = await this.host.listDevices();
-    return listed.length === inv.byAddress.size && listed.every((a) => inv.byAddress.has(a));
+    return listed.length === bus.size && listed.every((a) => bus.has(a));
   }
 
   /**
-   * A full discovery becomes the view. Only now is the previous view garbage too, so this is
-   * when the discovery's garbage is reported.
+   * A full discovery becomes the view, keeping the records of `keep` and of every member of
+   * their groups as the discovery found them (a device that joined a claimed group is kept).
+   * Only now is the previous view garbage too, so this is when the discovery's garbage is
+   * reported.
    */
-  private async replace(v: Omit<HostView, 'serials'>, addrs: ReadonlySet<PciAddress>) {
-    this.view = { ...v, serials: await this.readSerials(v.inv, addrs) };
+  private async replace(
+    f: FullLook,
+    addrs: ReadonlySet<PciAddress>,
+    keep: ReadonlySet<PciAddress>,
+  ) {
+    const bus = new Map<PciAddress, number | null>();
+    for (const dv of f.inv.devices) bus.set(dv.address, dv.iommuGroup);
+    const kept = new Set<PciAddress>();
+    for (const a of [...addrs, ...keep]) {
+      const g = bus.get(a);
+      if (g === undefined) continue;
+      kept.add(a);
+      if (g !== null) for (const m of f.inv.groups.get(g)?.members ?? []) kept.add(m);
+    }
+    const devices = f.inv.devices.filter((dv) => kept.has(dv.address));
+    this.view = {
+      inv: withGroups(devices, f.inv.groups),
+      uses: f.uses,
+      vfioNodes: f.vfioNodes,
+      bus,
+      serials: await this.readSerials(bus, addrs),
+    };
     this.afterFull?.();
     return this.view;
   }
 
-  /** Re-reads `addrs` into the last view (or everything, when stale or the bus changed). */
-  async look(addrs: ReadonlySet<PciAddress>): Promise<HostView> {
+  /**
+   * Re-reads `addrs` into the last view (or everything, when stale or the bus changed). `keep`:
+   * the devices every piece of work covers, whose records a full discovery keeps in the view.
+   */
+  async look(
+    addrs: ReadonlySet<PciAddress>,
+    keep: ReadonlySet<PciAddress> = addrs,
+  ): Promise<HostView> {
     const prev = this.view;
-    if (!prev || this.stale) return this.replace(await this.full(), addrs);
+    if (!prev || this.stale) return this.replace(await this.full(), addrs, keep);
     let uses = prev.uses;
     if (this.resync) {
       this.resync = false;
-      const [same, fresh] = await Promise.all([this.sameBus(prev.inv), this.host.hostUses()]);
-      if (!same) return this.replace(await this.full(), addrs);
+      const [same, fresh] = await Promise.all([this.sameBus(prev.bus), this.host.hostUses()]);
+      if (!same) return this.replace(await this.full(), addrs, keep);
       uses = fresh;
     }
     const fresh = await Promise.all(
@@ -136,11 +180,13 @@ export class HostObserver {
           ] as const,
       ),
     );
-    if (fresh.some(([a, f]) => (f === null) !== !prev.inv.byAddress.has(a)))
-      return this.replace(await this.full(), addrs);
+    // Gone, come, or back in another group (removed and added between two looks): the groups
+    // the view knows are no longer the host's.
+    if (fresh.some(([a, f]) => (f === null ? prev.bus.has(a) : prev.bus.get(a) !== f.iommuGroup)))
+      return this.replace(await this.full(), addrs, keep);
     const byAddr = new Map(prev.inv.byAddress);
     for (const [a, f] of fresh) if (f) byAddr.set(a, f);
-    const inv = makeInventory(prev.inv.devices.map((dv) => byAddr.get(dv.address) ?? dv));
+    const inv = withGroups([...byAddr.values()], prev.inv.groups);
     const vfioNodes = new Set(prev.vfioNodes);
     const groups = new Set<number>();
     for (const [, f] of fresh) if (f?.iommuGroup != null) groups.add(f.iommuGroup);
@@ -150,7 +196,18 @@ export class HostObserver {
         else vfioNodes.delete(g);
       }),
     );
-    this.view = { inv, uses, vfioNodes, serials: await this.readSerials(inv, addrs) };
+    this.view = {
+      inv,
+      uses,
+      vfioNodes,
+      bus: prev.bus,
+      serials: await this.readSerials(prev.bus, addrs),
+    };
     return this.view;
   }
+}
+
+/** An inventory of some devices, with every group's membership (not only theirs). */
+function withGroups(devices: PciFunction[], groups: Inventory['groups']): Inventory {
+  return { devices, byAddress: new Map(devices.map((dv) => [dv.address, dv])), groups };
 }

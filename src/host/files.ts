@@ -14,8 +14,10 @@ import {
   PCI_IDS_PATHS,
   deferredPciIds,
   emptyPciIds,
+  noPciIds,
   parsePciIds,
   type PciIdNames,
+  type ReleasablePciIds,
 } from '../pci/pciids.js';
 import { LinuxHost } from './linux/host.js';
 import type { Topology } from '../topology/format.js';
@@ -100,7 +102,7 @@ function kindOf(st: {
  */
 export async function loadPciIds(
   explicit?: string,
-): Promise<{ names: PciIdNames; path: string | null }> {
+): Promise<{ names: ReleasablePciIds; path: string | null }> {
   if (explicit !== undefined) {
     await checkPciIdsFile(explicit);
     return { names: deferredPciIds(() => readPciIds(explicit)), path: explicit };
@@ -113,7 +115,7 @@ export async function loadPciIds(
     }
     return { names: deferredPciIds(() => readPciIds(p)), path: p };
   }
-  return { names: emptyPciIds, path: null };
+  return { names: noPciIds, path: null };
 }
 
 /** The first lookup's read: synchronous, as lookups are, with readInputFile's checks. */

@@ -48,6 +48,7 @@ export interface AgentMetricsOptions {
 export class AgentMetrics {
   readonly registry = new Registry();
   private readonly unsubscribe: () => void;
+  private processMetricsPending: boolean;
 
   constructor(agent: Agent, opts: AgentMetricsOptions = {}) {
     const registers = [this.registry];
@@ -179,16 +180,7 @@ export class AgentMetrics {
       }
     }
 
-    if (opts.processMetrics !== false) {
-      collectDefaultMetrics({ register: this.registry });
-      // Gauges named like counters: `promtool check metrics` refuses them (prom-client#568).
-      for (const n of [
-        'nodejs_active_handles',
-        'nodejs_active_requests',
-        'nodejs_active_resources',
-      ])
-        this.registry.removeSingleMetric(`${n}_total`);
-    }
+    this.processMetricsPending = opts.processMetrics !== false;
 
     const on = (e: DomainEvent): void => {
       switch (e.type) {
@@ -219,15 +211,30 @@ export class AgentMetrics {
     this.unsubscribe = agent.bus.subscribe(on);
   }
 
+  /**
+   * The process collectors start at the first scrape: their event-loop monitor wakes the
+   * process every 10 ms, ~0.2% of a core, which an agent nobody scrapes need not pay (issue 11:
+   * CPU at rest). Event-loop lag and GC figures therefore cover the time since the first scrape.
+   */
+  private startProcessMetrics(): void {
+    if (!this.processMetricsPending) return;
+    this.processMetricsPending = false;
+    collectDefaultMetrics({ register: this.registry });
+    // Gauges named like counters: `promtool check metrics` refuses them (prom-client#568).
+    for (const n of ['nodejs_active_handles', 'nodejs_active_requests', 'nodejs_active_resources'])
+      this.registry.removeSingleMetric(`${n}_total`);
+  }
+
   /** The exposition text (Prometheus text format 0.0.4). */
   text(): Promise<string> {
+    this.startProcessMetrics();
     return this.registry.metrics();
   }
 
   /** `GET /metrics` on the app (a read: open on loopback, behind the token elsewhere). */
   register(app: FastifyInstance): void {
     app.get('/metrics', async (_req, reply) => {
-      const body = await this.registry.metrics();
+      const body = await this.text();
       return reply.type(this.registry.contentType).send(body);
     });
   }

@@ -25,13 +25,27 @@ export const emptyPciIds: PciIdNames = {
   progIfName: () => undefined,
 };
 
+/** Names whose source can be let go of while nobody looks names up, and read again later. */
+export interface ReleasablePciIds extends PciIdNames {
+  /**
+   * Lets go of the source (and what was found in it) when no name was looked up since the
+   * previous call; true when it did. A long-running agent calls it now and then: the text of
+   * pci.ids is 1.3 MiB of its heap, used at start and when a page or a listing asks (issue 11).
+   */
+  releaseIfUnused(): boolean;
+}
+
 /**
  * Names whose source is read on first lookup: a command that looks no name up (`list` on an
- * empty host) reads nothing (issue 11: start-up). `load` runs once.
+ * empty host) reads nothing (issue 11: start-up). `load` runs again after a release.
  */
-export function deferredPciIds(load: () => PciIdNames): PciIdNames {
+export function deferredPciIds(load: () => PciIdNames): ReleasablePciIds {
   let names: PciIdNames | undefined;
-  const n = (): PciIdNames => (names ??= load());
+  let used = false;
+  const n = (): PciIdNames => {
+    used = true;
+    return (names ??= load());
+  };
   return {
     vendor: (v) => n().vendor(v),
     device: (v, d) => n().device(v, d),
@@ -39,7 +53,25 @@ export function deferredPciIds(load: () => PciIdNames): PciIdNames {
     className: (c) => n().className(c),
     subclassName: (c, s) => n().subclassName(c, s),
     progIfName: (c, s, p) => n().progIfName(c, s, p),
+    releaseIfUnused: () => {
+      const release = !used && names !== undefined;
+      if (release) names = undefined;
+      used = false;
+      return release;
+    },
   };
+}
+
+/** No names at all (no pci.ids found): nothing to let go of. */
+export const noPciIds: ReleasablePciIds = { ...emptyPciIds, releaseIfUnused: () => false };
+
+/**
+ * A copy of a name that does not keep the text it was cut from alive: V8 makes a slice of 13
+ * characters or more a view into its parent, and a device's name outlives a release of the
+ * 1.3 MiB pci.ids text it came from.
+ */
+function own(name: string): string {
+  return name.length < 13 ? name : (JSON.parse(JSON.stringify(name)) as string);
 }
 
 /**
@@ -138,7 +170,7 @@ function entry(
   let eol = text.indexOf('\n', pos);
   if (eol < 0) eol = text.length;
   const end = endRe === null ? to : (findLine(text, endRe, eol, to) ?? to);
-  return { name: text.slice(pos + nameAt, eol).trim(), eol, end };
+  return { name: own(text.slice(pos + nameAt, eol).trim()), eol, end };
 }
 
 /**
@@ -161,12 +193,12 @@ function parseClasses(text: string): Map<string, string> {
     if (line === '' || line.startsWith('#')) continue;
     if (line.startsWith('C ')) {
       cls = line.slice(2, 4).toLowerCase();
-      classes.set(cls, line.slice(4).trim());
+      classes.set(cls, own(line.slice(4).trim()));
     } else if (line.startsWith('\t\t')) {
-      classes.set(`${cls}${sub}${line.slice(2, 4).toLowerCase()}`, line.slice(4).trim());
+      classes.set(`${cls}${sub}${line.slice(2, 4).toLowerCase()}`, own(line.slice(4).trim()));
     } else if (line.startsWith('\t')) {
       sub = line.slice(1, 3).toLowerCase();
-      classes.set(`${cls}${sub}`, line.slice(3).trim());
+      classes.set(`${cls}${sub}`, own(line.slice(3).trim()));
     } else {
       // Any other top-level section after the classes (there is none today) ends them.
       break;

@@ -5,7 +5,7 @@ import type { Clock } from '../host/clock.js';
 import type { HostPort } from '../host/port.js';
 import type { SimKernel } from '../host/sim/kernel.js';
 import type { KeeperOptions } from '../keeper/keeper.js';
-import type { PciIdNames } from '../pci/pciids.js';
+import type { PciIdNames, ReleasablePciIds } from '../pci/pciids.js';
 import { FileHistory } from './file-history.js';
 import { acquireStateLock } from './file-lock.js';
 import { FileStore } from './file-store.js';
@@ -41,7 +41,8 @@ export interface AgentProcessDeps {
   lockDir?: string | undefined;
   clock: Clock;
   logger: Logger;
-  names: PciIdNames;
+  /** With releaseIfUnused, the running agent lets go of pci.ids while nobody looks names up. */
+  names: PciIdNames & Partial<Pick<ReleasablePciIds, 'releaseIfUnused'>>;
   /** The simulated kernel behind `host`, for the /v1/sim routes; null on a real host. */
   sim: SimKernel | null;
   engine?: Partial<EngineOptions> | undefined;
@@ -170,6 +171,7 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
         await Promise.all([
           agent.run(ac.signal),
           d.alongside?.(agent, ac.signal, () => pods.lookup?.() ?? null),
+          releaseUnusedNames(d, ac.signal),
         ]);
       } finally {
         // An intentional stop tells the kubelet "no devices" before the sockets go.
@@ -184,6 +186,28 @@ export async function serveAgent(d: AgentProcessDeps, agent: Agent): Promise<voi
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);
     unlock();
+  }
+}
+
+/** How often the agent asks whether pci.ids was used since it last asked. */
+const NAMES_IDLE_MS = 15_000;
+
+/**
+ * pci.ids (1.3 MiB of text in the heap) serves the start's discovery and then only a page, a
+ * listing or a device that appears: let go of it 15 to 30 s after the last lookup, and collect
+ * it, so the agent at rest does not carry it (issue 11). The next lookup reads it again (a few
+ * ms).
+ */
+async function releaseUnusedNames(d: AgentProcessDeps, signal: AbortSignal): Promise<void> {
+  const release = d.names.releaseIfUnused;
+  if (release === undefined) return;
+  while (!signal.aborted) {
+    try {
+      await d.clock.sleep(NAMES_IDLE_MS, signal);
+    } catch {
+      return; // stopped
+    }
+    if (release()) afterGarbageBurst();
   }
 }
 
