@@ -2,7 +2,7 @@
  * The agent at rest on a 4096-function host (issue 11): a sysfs tree on disk read through the
  * real LinuxHost (--root), 16 claimed functions already on vfio-pci, the vfio modules live.
  * 1. A real agent process (no --listen, default 250 ms poll): CPU share and RSS over a window,
- *    then RSS again after its first resync (the garbage of a full rediscovery).
+ *    then RSS again 6 s after a resync (a look at every claim, with the bus listed).
  * 2. In process, the same host wrapped to count calls: host calls per keeper poll at rest, and
  *    which devices they touch (only the claimed ones may be read).
  * Prints figures beside their goals, records them; asserts nothing.
@@ -94,8 +94,8 @@ try {
   }
   const cpu = ((ticks() - t0) / hz / ((performance.now() - w0) / 1000)) * 100;
   const rss = rssNow();
-  // Each resync (every 30 s from start) is a full rediscovery whose garbage is what used to stay
-  // in the RSS: look again 6 s past the next one.
+  // Each resync (every 30 s from start) was a full rediscovery whose garbage stayed in the RSS;
+  // now it lists the bus and reads the claimed devices: look again 6 s past the next one.
   const sinceStart = performance.now() - spawnedAt;
   const k = Math.max(1, Math.ceil((sinceStart - 6000) / RESYNC_MS));
   await sleep(k * RESYNC_MS + 6000 - sinceStart);
@@ -113,7 +113,7 @@ try {
     goal: 80 / 1.048576,
   };
   figures.agent_rest_rss_after_resync_mib = {
-    what: 'agent process at rest: RSS 6 s after a resync (a full rediscovery)',
+    what: 'agent process at rest: RSS 6 s after a resync',
     value: rssAfterResync,
     unit: 'MiB',
     goal: 80 / 1.048576,

@@ -4,7 +4,8 @@
  * the host's node, shared into the guest over 9p (see ../shared/real-kernel-lab.md).
  *
  * Usage: node dist/test/kernel/harness.js [scenario...]   (all scenarios when none are named)
- * Env:   PASSTHRU_LAB_CACHE (default /var/cache/passthru-lab), PASSTHRU_LAB_TIMEOUT_S (default 600)
+ * Env:   PASSTHRU_LAB_CACHE (default /var/cache/passthru-lab), PASSTHRU_LAB_TIMEOUT_S (default 600),
+ *        PASSTHRU_LAB_QUIET_S (default 180)
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -19,6 +20,16 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../../..');
 const cache = process.env.PASSTHRU_LAB_CACHE ?? '/var/cache/passthru-lab';
 const timeoutS = Number(process.env.PASSTHRU_LAB_TIMEOUT_S ?? 600);
+/**
+ * A guest that stalled (an RCU stall on a TCG vCPU, seen about once in 150 boots) says nothing
+ * but stall reports from then on, and would hold the run for the whole timeout before its retry:
+ * a boot with neither a console line other than those nor a new guest.log line for this long is
+ * killed and retried. A whole boot takes 20-50 s on an idle 2-core machine.
+ */
+const quietS = Number(process.env.PASSTHRU_LAB_QUIET_S ?? 180);
+/** Console lines a stalled guest keeps printing: not progress. */
+const STALL_LINE =
+  /rcu|stall|soft lockup|watchdog|^\s*$|^\s*(\[[ \d.]+\]\s*)?(\? )?[\w.]+\+0x|Call Trace|<\/?(IRQ|TASK)>|RIP:|RSP:|R[A-Z0-9]{2}:|Code:|CPU:|Hardware name|Sending NMI|NMI backtrace|task:|Modules linked/i;
 
 function log(msg: string): void {
   process.stdout.write(`[kernel-suite] ${msg}\n`);
@@ -266,18 +277,39 @@ function bootOnce(
       path.join(job, `console-${String(b.index)}${b.retry === true ? '-retry' : ''}.log`),
     );
     let text = '';
+    let lastProgress = Date.now();
     const onData = (c: Buffer): void => {
       consoleLog.write(c);
-      text += c.toString('utf8');
+      const chunk = c.toString('utf8');
+      text += chunk;
       if (text.length > 1_000_000) text = text.slice(-100_000);
+      if (chunk.split('\n').some((l) => !STALL_LINE.test(l))) lastProgress = Date.now();
     };
     qemu.stdout.on('data', onData);
     qemu.stderr.on('data', onData);
     const watchdog = setTimeout(() => {
       qemu.kill('SIGKILL');
     }, timeoutS * 1000);
+    let guestLogSize = -1;
+    const quietWatch = setInterval(() => {
+      let size = -1;
+      try {
+        size = fs.statSync(path.join(job, 'guest.log')).size;
+      } catch {
+        // not written yet
+      }
+      if (size !== guestLogSize) {
+        guestLogSize = size;
+        lastProgress = Date.now();
+      }
+      if (Date.now() - lastProgress > quietS * 1000) {
+        text += `\n[harness] no progress for ${String(quietS)} s (no console line but stall reports, guest.log not grown): killed\n`;
+        qemu.kill('SIGKILL');
+      }
+    }, 5_000);
     qemu.on('exit', () => {
       clearTimeout(watchdog);
+      clearInterval(quietWatch);
       consoleLog.end();
       const seconds = (Date.now() - started) / 1000;
       const m = /PASSTHRU-RESULT scenario=\S+ rc=(\d+)/.exec(text);
