@@ -89,3 +89,33 @@ test('deferredPciIds lets go of its source only after a call with no lookup sinc
   assert.equal(names.vendor('8086'), 'Intel Corporation');
   assert.equal(loads, 2);
 });
+
+test('loadPciIds decodes UTF-8 names (vendor, device, subsystem, class) and still matches ids written in upper case', async () => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pt-pciids-'));
+  try {
+    const file = path.join(dir, 'pci.ids');
+    await fs.writeFile(
+      file,
+      [
+        '15cf  Hilscher Gesellschaft für Systemautomation mbH',
+        '\t0001  Gerät „α“',
+        '\t\t15cf 0002  Übertragung',
+        'ABCD  Upper vendor',
+        '\tEF01  Upper device',
+        'C 02  Réseau',
+        '\t00  Ethernet contrôleur',
+        '',
+      ].join('\n'),
+    );
+    const { names } = await loadPciIds(file);
+    assert.equal(names.vendor('15cf'), 'Hilscher Gesellschaft für Systemautomation mbH');
+    assert.equal(names.device('15cf', '0001'), 'Gerät „α“');
+    assert.equal(names.subsystem('15cf', '0001', '15cf', '0002'), 'Übertragung');
+    assert.equal(names.vendor('abcd'), 'Upper vendor');
+    assert.equal(names.device('abcd', 'ef01'), 'Upper device');
+    assert.equal(names.className('02'), 'Réseau');
+    assert.equal(names.subclassName('02', '00'), 'Ethernet contrôleur');
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});

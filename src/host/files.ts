@@ -128,7 +128,8 @@ function readPciIds(p: string): PciIdNames {
   }
   try {
     checkInput(fstatSync(fd), p, MAX_PCI_IDS_BYTES, 'pci.ids', 'PT_ERR_INVALID_ARGUMENT');
-    return parsePciIds(readFileSync(fd, 'utf8'));
+    // latin1: a third of UTF-8 decoding's time; the names found are decoded as UTF-8.
+    return parsePciIds(readFileSync(fd, 'latin1'), { utf8AsLatin1: true });
   } catch {
     return emptyPciIds;
   } finally {

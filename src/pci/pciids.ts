@@ -75,6 +75,14 @@ function own(name: string): string {
 }
 
 /**
+ * A name from text read as latin1 (one character per byte: reading pci.ids so takes a third of
+ * the time UTF-8 decoding does), decoded as the UTF-8 it is. The decoded string is a copy.
+ */
+function fromUtf8Bytes(name: string): string {
+  return /[\x80-\xff]/.test(name) ? Buffer.from(name, 'latin1').toString('utf8') : own(name);
+}
+
+/**
  * Names from pci.ids text, found on lookup: nothing is indexed but what is looked up. A vendor
  * is found by one search of the text, its device by a search inside the vendor's lines, a
  * subsystem inside the device's; each answer is kept. Parsing the whole file cost 38 ms of
@@ -82,7 +90,8 @@ function own(name: string): string {
  * 7-10 ms of a `list` (issue 11). Ids match in either case, as in lspci (pciutils' id_hex);
  * lookups take lower-case hex, as sysfs gives it.
  */
-export function parsePciIds(text: string): PciIdNames {
+export function parsePciIds(text: string, opts: { utf8AsLatin1?: boolean } = {}): PciIdNames {
+  const nameOf = opts.utf8AsLatin1 === true ? fromUtf8Bytes : own;
   let classesFrom: number | undefined;
   const vendors = new Map<string, Entry | null>();
   const devices = new Map<string, Entry | null>();
@@ -91,13 +100,22 @@ export function parsePciIds(text: string): PciIdNames {
 
   /** The vendor lines end where the class section (`C cc  name`, always last) begins. */
   const vendorsEnd = (): number =>
-    (classesFrom ??= findLine(text, /(?:^|\n)C /, 0, text.length) ?? text.length);
+    (classesFrom ??= findLine(text, /(?:^|\n)C /, 0, text.length, 'C ') ?? text.length);
 
   const vendor = (v: string): Entry | null => {
     let e = vendors.get(v);
     if (e === undefined) {
       e = HEX4.test(v)
-        ? entry(text, new RegExp(`(?:^|\\n)${v} `, 'i'), 0, vendorsEnd(), 4, VENDOR_END)
+        ? entry(
+            text,
+            new RegExp(`(?:^|\\n)${v} `, 'i'),
+            `${v} `,
+            0,
+            vendorsEnd(),
+            4,
+            VENDOR_END,
+            nameOf,
+          )
         : null;
       vendors.set(v, e);
     }
@@ -109,7 +127,9 @@ export function parsePciIds(text: string): PciIdNames {
     let e = devices.get(key);
     if (e === undefined) {
       const ve = HEX4.test(d) ? vendor(v) : null;
-      e = ve && entry(text, new RegExp(`\\n\\t${d}`, 'i'), ve.eol, ve.end, 5, DEVICE_END);
+      e =
+        ve &&
+        entry(text, new RegExp(`\\n\\t${d}`, 'i'), `\t${d}`, ve.eol, ve.end, 5, DEVICE_END, nameOf);
       devices.set(key, e);
     }
     return e;
@@ -122,12 +142,22 @@ export function parsePciIds(text: string): PciIdNames {
     const name =
       de === null
         ? undefined
-        : entry(text, new RegExp(`\\n\\t\\t${sv}[^\\n]${sd}`, 'i'), de.eol, de.end, 11, null)?.name;
+        : entry(
+            text,
+            new RegExp(`\\n\\t\\t${sv}[^\\n]${sd}`, 'i'),
+            `\t\t${sv} ${sd}`,
+            de.eol,
+            de.end,
+            11,
+            null,
+            nameOf,
+          )?.name;
     subsystems.set(key, name);
     return name;
   };
 
-  const classMap = (): Map<string, string> => (classes ??= parseClasses(text.slice(vendorsEnd())));
+  const classMap = (): Map<string, string> =>
+    (classes ??= parseClasses(text.slice(vendorsEnd()), nameOf));
 
   return {
     vendor: (v) => vendor(v)?.name,
@@ -160,32 +190,47 @@ const DEVICE_END = /\n(?:[^\t#\n]|\t[^\t])/;
 function entry(
   text: string,
   re: RegExp,
+  literal: string,
   from: number,
   to: number,
   nameAt: number,
   endRe: RegExp | null,
+  name: (s: string) => string,
 ): Entry | null {
-  const pos = findLine(text, re, from, to);
+  const pos = findLine(text, re, from, to, literal);
   if (pos === undefined) return null;
   let eol = text.indexOf('\n', pos);
   if (eol < 0) eol = text.length;
   const end = endRe === null ? to : (findLine(text, endRe, eol, to) ?? to);
-  return { name: own(text.slice(pos + nameAt, eol).trim()), eol, end };
+  return { name: name(text.slice(pos + nameAt, eol).trim()), eol, end };
 }
 
 /**
  * Where the first line in [from, to) that `re` matches begins. `re` matches a line with the
- * newline before it, or at the start of the text. The search reads no further than `to` (a
- * sliced string is not a copy).
+ * newline before it, or at the start of the text. `literal`, the line's start as pci.ids writes
+ * it (lower-case ids, one space), is looked for first: a search for a fixed string is several
+ * times faster than the case-blind pattern, which runs only when it finds nothing. The search
+ * reads no further than `to` (a sliced string is not a copy).
  */
-function findLine(text: string, re: RegExp, from: number, to: number): number | undefined {
+function findLine(
+  text: string,
+  re: RegExp,
+  from: number,
+  to: number,
+  literal?: string,
+): number | undefined {
+  if (literal !== undefined) {
+    if (from === 0 && text.startsWith(literal)) return 0;
+    const at = text.indexOf(`\n${literal}`, from);
+    if (at >= 0 && at + 1 + literal.length <= to) return at + 1;
+  }
   const m = re.exec(text.slice(from, to));
   if (m === null) return undefined;
   return from + m.index + (text.charCodeAt(from + m.index) === 0x0a ? 1 : 0);
 }
 
 /** The class section: `C cc  name`, then `\tss  name` and `\t\tpp  name` under it. */
-function parseClasses(text: string): Map<string, string> {
+function parseClasses(text: string, name: (s: string) => string): Map<string, string> {
   const classes = new Map<string, string>();
   let cls = '';
   let sub = '';
@@ -193,12 +238,12 @@ function parseClasses(text: string): Map<string, string> {
     if (line === '' || line.startsWith('#')) continue;
     if (line.startsWith('C ')) {
       cls = line.slice(2, 4).toLowerCase();
-      classes.set(cls, own(line.slice(4).trim()));
+      classes.set(cls, name(line.slice(4).trim()));
     } else if (line.startsWith('\t\t')) {
-      classes.set(`${cls}${sub}${line.slice(2, 4).toLowerCase()}`, own(line.slice(4).trim()));
+      classes.set(`${cls}${sub}${line.slice(2, 4).toLowerCase()}`, name(line.slice(4).trim()));
     } else if (line.startsWith('\t')) {
       sub = line.slice(1, 3).toLowerCase();
-      classes.set(`${cls}${sub}`, own(line.slice(3).trim()));
+      classes.set(`${cls}${sub}`, name(line.slice(3).trim()));
     } else {
       // Any other top-level section after the classes (there is none today) ends them.
       break;
