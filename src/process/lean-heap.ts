@@ -9,7 +9,8 @@ import * as vm from 'node:vm';
  *   (V8 grows them towards 16 MiB while a full discovery allocates, and keeps them).
  *   `--max-semi-space-size` set at run time has no effect (V8 sizes the heap when the isolate
  *   is made; measured: still 32 MiB); the growth factor is read each time V8 would grow.
- * - After each burst of garbage (a full discovery, every resync) two full collections in
+ * - After each burst of garbage (a full discovery: start, a device added or removed, a release of
+ *   pci.ids; a resync is not one since docs/adr/0010) two full collections in
  *   memory-reducing mode (`--optimize-for-size` on for just those): the first frees the
  *   garbage, the second, a second later once the sweeper has released the freed pages,
  *   compacts what is left. At rest V8 collects rarely, if ever, on its own, so without them
