@@ -429,6 +429,11 @@ try {
   }
 }
 
+// A read-only one-shot command is done once its output is out: exit now rather than let Node
+// free the heap page by page on the way out (3-6 ms of a 1000-function `list --json`, issue 11).
+// The exit handlers still flush the log (util/logger.ts).
+if (agentCommands === null && process.stdout.writableLength === 0) process.exit();
+
 // Log lines still queued for a stderr pipe nobody reads would keep the process alive forever
 // (the logger retries the full pipe): give them a second, then exit.
 setTimeout(() => {

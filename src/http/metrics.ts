@@ -214,12 +214,23 @@ export class AgentMetrics {
   /**
    * The process collectors start at the first scrape: their event-loop monitor wakes the
    * process every 10 ms, ~0.2% of a core, which an agent nobody scrapes need not pay (issue 11:
-   * CPU at rest). Event-loop lag and GC figures therefore cover the time since the first scrape.
+   * CPU at rest). Event-loop lag and GC figures therefore cover the time since the first scrape;
+   * the CPU counters are the process's totals.
    */
   private startProcessMetrics(): void {
     if (!this.processMetricsPending) return;
     this.processMetricsPending = false;
+    const before = process.cpuUsage();
     collectDefaultMetrics({ register: this.registry });
+    // prom-client counts CPU from when its collector is made: add what the process used before,
+    // so the counters are the process's totals as if they had been made at start.
+    const add = (name: string, micros: number): void => {
+      const c = this.registry.getSingleMetric(name);
+      if (c instanceof Counter) c.inc(micros / 1e6);
+    };
+    add('process_cpu_user_seconds_total', before.user);
+    add('process_cpu_system_seconds_total', before.system);
+    add('process_cpu_seconds_total', before.user + before.system);
     // Gauges named like counters: `promtool check metrics` refuses them (prom-client#568).
     for (const n of ['nodejs_active_handles', 'nodejs_active_requests', 'nodejs_active_resources'])
       this.registry.removeSingleMetric(`${n}_total`);
