@@ -122,17 +122,31 @@ function dmesgTail(match: RegExp): string[] {
   return r.stdout.split('\n').filter((l) => match.test(l));
 }
 
+/**
+ * Unbinds `a` if it has a driver. A VF that has just appeared may lose its driver on its own
+ * meanwhile (nvme's probe of a QEMU VF fails after it bound, seen once in CI): then the unbind
+ * finds nothing to do, which is what it was for.
+ */
+async function unbindIfBound(host: LinuxHost, a: PciAddress): Promise<void> {
+  if (driverOf(a) === null) return;
+  try {
+    await host.unbindDevice(a);
+  } catch (e) {
+    if (errnoOf(e) !== 'ENODEV' || driverOf(a) !== null) throw e;
+  }
+}
+
 async function toVfio(host: LinuxHost, a: PciAddress): Promise<void> {
   await host.loadModule('vfio-pci');
   await host.writeDeviceAttr(a, 'driver_override', 'vfio-pci');
-  if (driverOf(a) !== null) await host.unbindDevice(a);
+  await unbindIfBound(host, a);
   await host.probeDevice(a);
   check(driverOf(a) === 'vfio-pci', `${a} on vfio-pci`);
 }
 
 async function toHost(host: LinuxHost, a: PciAddress): Promise<void> {
   await host.writeDeviceAttr(a, 'driver_override', '');
-  if (driverOf(a) !== null) await host.unbindDevice(a);
+  await unbindIfBound(host, a);
   await host.probeDevice(a);
 }
 
