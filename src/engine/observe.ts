@@ -1,7 +1,7 @@
 import type { HostPort } from '../host/port.js';
 import type { PciAddress } from '../pci/address.js';
 import { discover, readFunction } from '../pci/discovery.js';
-import type { Inventory, PciFunction } from '../pci/model.js';
+import { isVfioDriver, type Inventory, type PciFunction } from '../pci/model.js';
 import type { PciIdNames } from '../pci/pciids.js';
 import type { InFlight } from './inflight.js';
 import type { Observed } from './plan.js';
@@ -103,7 +103,7 @@ export class HostObserver {
     // whether a group whose members are all on vfio-pci has one: 16 checks, not 4096.
     const vfioGroups = new Set<number>();
     for (const dv of inv.devices)
-      if (dv.iommuGroup !== null && dv.driver?.includes('vfio') === true)
+      if (dv.iommuGroup !== null && dv.driver !== null && isVfioDriver(dv.driver))
         vfioGroups.add(dv.iommuGroup);
     const vfioNodes = new Set<number>();
     await Promise.all(

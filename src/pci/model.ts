@@ -1,6 +1,15 @@
 import type { PciAddress } from './address.js';
 
 export const VFIO_PCI = 'vfio-pci';
+
+/**
+ * vfio-pci and its variant drivers (mlx5_vfio_pci, hisi_acc_vfio_pci, ...): they register the
+ * vfio device (its group node, <dev>/vfio-dev), and unbinding one waits for the VM that holds
+ * the device, for as long as it holds it.
+ */
+export function isVfioDriver(name: string): boolean {
+  return name.includes('vfio');
+}
 /** Drivers under which a group member does not stop the group from being used by a VM. */
 export const PASSTHROUGH_DRIVERS: readonly string[] = [VFIO_PCI, 'pci-stub'];
 

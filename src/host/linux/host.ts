@@ -3,6 +3,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { SysError, errnoOf } from '../../errors.js';
 import { isPciAddress, type PciAddress } from '../../pci/address.js';
+import { isVfioDriver } from '../../pci/model.js';
 import { systemClock, type Clock } from '../clock.js';
 import {
   LOCK_TAKING_ATTRS,
@@ -57,14 +58,6 @@ const EVERY_DEVICE: ReadonlySet<DeviceAttr> = new Set<DeviceAttr>([
   'numa_node',
   'driver_override',
 ]);
-
-/**
- * vfio-pci and its variant drivers (mlx5_vfio_pci, hisi_acc_vfio_pci, ...): unbinding one
- * waits for the VM that holds the device, for as long as it holds it.
- */
-function isVfioDriver(name: string): boolean {
-  return name.includes('vfio');
-}
 
 /** The SR-IOV PF attributes: present together, on PFs only (sriov_pf_dev_attr_group). */
 const SRIOV_PF: ReadonlySet<DeviceAttr> = new Set<DeviceAttr>([
