@@ -110,3 +110,21 @@ test("the engine's view keeps full records of the claimed devices and their IOMM
   );
   await stop(r);
 });
+
+test("a full discovery started by one claim's look (its device vanished) keeps the other claims' device records in the engine's view", async () => {
+  const r = await rig(labTopology(), { uevents: false });
+  const B = NIC[1]!;
+  await r.agent.claim([A, B], once);
+  const observer = (r.agent.engine as unknown as { observer: HostObserver }).observer;
+  const before = observer.last();
+  await r.kernel.port().writeDeviceAttr(A, 'remove', '1');
+  // The keeper's poll sees A off vfio-pci and has only A's key looked at.
+  await r.clock.advanceUntil(
+    () => observer.last() !== before && !observer.last()?.bus.has(A),
+    2_000,
+  );
+  const view = observer.last();
+  assert.equal(view?.bus.has(A), false, 'the full discovery ran');
+  assert.ok(view?.inv.byAddress.has(B), "B's record is kept");
+  await stop(r);
+});

@@ -57,7 +57,7 @@ export interface EngineDeps {
   options?: Partial<EngineOptions>;
   random?: () => number;
   /**
-   * Called after each full rediscovery (start, resync, bus change): the process adapter
+   * Called after each full rediscovery (start, a device added or removed): the process adapter
    * collects the garbage it left, so the agent's memory at rest stays near its live size.
    */
   afterFullObservation?: () => void;
@@ -287,10 +287,9 @@ export class Engine {
   private async observe(keys: WorkKey[]): Promise<Observed> {
     const addrs = new Set<PciAddress>();
     for (const k of keys) for (const a of this.devicesOf(k)) addrs.add(a);
-    // What a plan reads of every claim and ledger entry, not only of these keys'.
-    const keep = new Set(addrs);
-    for (const k of [...keys, ...this.state.allKeys()])
-      for (const a of this.devicesOf(k)) keep.add(a);
+    // What a plan reads of every claim and ledger entry, not only of these keys' (asked for
+    // only when the look becomes a full discovery).
+    const keep = (): PciAddress[] => this.state.allKeys().flatMap((k) => [...this.devicesOf(k)]);
     const view = await this.observer.look(addrs, keep);
     return { ...view, modules: { ...this.modules }, busy: this.inflight.busy() };
   }

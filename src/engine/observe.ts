@@ -123,20 +123,20 @@ export class HostObserver {
   }
 
   /**
-   * A full discovery becomes the view, keeping the records of `keep` and of every member of
-   * their groups as the discovery found them (a device that joined a claimed group is kept).
-   * Only now is the previous view garbage too, so this is when the discovery's garbage is
+   * A full discovery becomes the view, keeping the records of `addrs` and `keep` and of every
+   * member of their groups as the discovery found them (a device that joined a claimed group is
+   * kept). Only now is the previous view garbage too, so this is when the discovery's garbage is
    * reported.
    */
   private async replace(
     f: FullLook,
     addrs: ReadonlySet<PciAddress>,
-    keep: ReadonlySet<PciAddress>,
+    keep: () => Iterable<PciAddress>,
   ) {
     const bus = new Map<PciAddress, number | null>();
     for (const dv of f.inv.devices) bus.set(dv.address, dv.iommuGroup);
     const kept = new Set<PciAddress>();
-    for (const a of [...addrs, ...keep]) {
+    for (const a of [...addrs, ...keep()]) {
       const g = bus.get(a);
       if (g === undefined) continue;
       kept.add(a);
@@ -156,11 +156,12 @@ export class HostObserver {
 
   /**
    * Re-reads `addrs` into the last view (or everything, when stale or the bus changed). `keep`:
-   * the devices every piece of work covers, whose records a full discovery keeps in the view.
+   * the devices every other piece of work covers, whose records a full discovery keeps in the
+   * view beside those of `addrs`; asked for only then.
    */
   async look(
     addrs: ReadonlySet<PciAddress>,
-    keep: ReadonlySet<PciAddress> = addrs,
+    keep: () => Iterable<PciAddress> = () => [],
   ): Promise<HostView> {
     const prev = this.view;
     if (!prev || this.stale) return this.replace(await this.full(), addrs, keep);
