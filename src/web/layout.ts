@@ -69,7 +69,6 @@ export function toneOfClaim(state: string): 'ok' | 'warn' | 'bad' | 'info' {
   return 'warn';
 }
 
-/** A table's header row: one column header per name. */
 /** The row a table shows when it has no other: `text` across its `columns` columns. */
 export function emptyRow(columns: number, text: string): Html {
   return html`<tr>
@@ -77,6 +76,7 @@ export function emptyRow(columns: number, text: string): Html {
   </tr>`;
 }
 
+/** A table's header row: one column header per name. */
 export function headRow(columns: readonly string[]): Html {
   return html`<thead>
     <tr>

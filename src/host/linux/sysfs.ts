@@ -445,7 +445,8 @@ export class RootedFs {
 
   /**
    * Whether a link in the real directory `realDir` points inside the tree, judged by its text:
-   * the `..` steps of a relative target must not climb above the tree's root. `realDir` has no links in it, so counting steps is what the kernel would do.
+   * the `..` steps of a relative target must not climb above the tree's root. `realDir` has no
+   * links in it, so counting steps is what the kernel would do.
    */
   private targetInside(realDir: string, target: string): boolean {
     if (target.startsWith('/')) return this.inside(path.resolve(target));
@@ -541,7 +542,7 @@ const READ_CHUNK = 65536;
 const LOCKED_ATTR_MAX = 4096;
 /**
  * Pages of finished lock-taking reads, reused: a new page per read (8192 per 4096-function
- * discovery) left ~4 MiB of malloc fragments in the agent's RSS after each resync.
+ * discovery) left ~4 MiB of malloc fragments in the agent's RSS after each full discovery.
  */
 const lockedReadBufs: Buffer[] = [];
 /** Reused by every synchronous attribute read (the text is copied out before the next). */
