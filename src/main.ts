@@ -398,6 +398,17 @@ const command = commandOf(process.argv);
 const agentCommands =
   command !== null && BASE_COMMANDS.has(command) ? null : await import('./cli/agent-commands.js');
 
+// A reader that stops early (`passthru list --json | head`) closes the pipe. For a command that
+// ends the output, as it would for any Unix tool, not a crash with a stack trace. The agent and
+// the demo run on: a controller must not die because whoever watched its stdout went away.
+const LONG_RUNNING = new Set(['agent', 'demo']);
+// (Once stdout has failed, every later write fails too: those are dropped as well.)
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (command !== null && LONG_RUNNING.has(command)) return;
+  if (e.code === 'EPIPE') process.exit();
+  throw e;
+});
+
 const env: CliEnv = {
   out: (text) => {
     process.stdout.write(text);

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { requestAgent } from '../src/process/socket-client.js';
 import { loadTopology } from '../src/host/files.js';
 import { writeSysfsTree } from '../src/host/sysfs-tree.js';
+import { syntheticTree } from '../bench/synthetic.js';
 
 /** The built CLI, run as a user would, with its sim state in a private scratch folder. */
 const MAIN = path.join(process.cwd(), 'dist', 'src', 'main.js');
@@ -172,6 +173,62 @@ test("--root TREE uses state and socket under the tree, never the live host's: t
     const exited = new Promise((r) => agent.once('exit', r));
     agent.kill('SIGTERM');
     assert.equal(await exited, 0);
+  } finally {
+    if (agent.exitCode === null) agent.kill('SIGKILL');
+    await fs.rm(tree, { recursive: true, force: true });
+  }
+});
+
+test('`list --json | head`: a one-shot command whose reader closes the pipe after the first chunk exits 0 with nothing on stderr', async () => {
+  // 300 functions print ~225 KB, more than a pipe holds: the write outlives the reader.
+  const { root } = await syntheticTree(300);
+  try {
+    const r = await new Promise<{ code: number | null; stderr: string; first: string }>(
+      (resolve) => {
+        const child = spawn(process.execPath, [MAIN, '--root', root, 'list', '--json'], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let first = '';
+        child.stdout.once('data', (d: Buffer) => {
+          first = d.toString();
+          child.stdout.destroy();
+        });
+        let stderr = '';
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('exit', (code) => {
+          resolve({ code, stderr, first });
+        });
+      },
+    );
+    assert.match(r.first, /^\[\n {2}\{/);
+    assert.equal(r.stderr, '');
+    assert.equal(r.code, 0);
+  } finally {
+    await fs.rm(root, { recursive: true, force: true });
+  }
+});
+
+test('an agent whose stdout reader has gone before it announces its listener keeps answering on its socket', async () => {
+  const tree = await scratch();
+  await writeSysfsTree(await loadTopology('qemu-guest'), tree);
+  const sock = path.join(tree, 'run', 'passthru', 'agent.sock');
+  const agent = spawn(
+    process.execPath,
+    [MAIN, '--root', tree, 'agent', '--no-uevents', '--listen', '127.0.0.1:0'],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  agent.stdout.destroy();
+  try {
+    let health = null;
+    for (let i = 0; i < 200 && health === null; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      health = await requestAgent(sock, 'GET', '/v1/health').catch(() => null);
+    }
+    assert.equal(health?.status, 200, 'agent answered on its socket');
+    // The announcement's failed write is reported on a later tick: give it time to kill.
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(agent.exitCode, null, 'agent still running');
+    assert.equal((await requestAgent(sock, 'GET', '/v1/health'))?.status, 200);
   } finally {
     if (agent.exitCode === null) agent.kill('SIGKILL');
     await fs.rm(tree, { recursive: true, force: true });
