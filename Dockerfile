@@ -19,7 +19,11 @@ RUN apt-get update \
 WORKDIR /opt/passthru
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
-COPY --from=build /src/dist/src ./dist/src
-RUN ln -s /opt/passthru/dist/src/main.js /usr/local/bin/passthru && chmod +x dist/src/main.js
-ENTRYPOINT ["node", "/opt/passthru/dist/src/main.js"]
+# The CLI bundle (scripts/bundle.ts), and what it reads beside the package at run time: the
+# kubelet's protos (device plugin) and the shipped topologies (--sim NAME).
+COPY --from=build /src/dist/bundle ./dist/bundle
+COPY proto ./proto
+COPY topologies ./topologies
+RUN ln -s /opt/passthru/dist/bundle/passthru.js /usr/local/bin/passthru
+ENTRYPOINT ["node", "/opt/passthru/dist/bundle/passthru.js"]
 CMD ["agent", "--kubernetes"]

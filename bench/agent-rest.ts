@@ -28,7 +28,7 @@ import { syntheticTree } from './synthetic.js';
 const restSeconds = Number(process.argv[2] ?? 60);
 const SETTLE_MS = Number(process.env.PT_BENCH_SETTLE_MS ?? 10_000);
 const CLAIMS = 16;
-const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
+const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bundle/passthru.js');
 const out = (s: string): void => {
   process.stdout.write(s);
 };

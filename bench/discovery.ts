@@ -25,7 +25,7 @@ import { line, loadLine, record, type Figure } from './results.js';
 import { median, syntheticTree } from './synthetic.js';
 
 const runs = Number(process.argv[2] ?? 7);
-const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
+const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bundle/passthru.js');
 const { names } = await loadPciIds();
 const haveLspci = spawnSync('lspci', ['--version'], { stdio: 'ignore' }).status === 0;
 const figures: Record<string, Figure> = {};

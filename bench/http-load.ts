@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 
 const total = Number(process.argv[2] ?? 10_000);
 const clients = Number(process.argv[3] ?? 50);
-const main = path.resolve(import.meta.dirname, '../src/main.js');
+const main = path.resolve(import.meta.dirname, '../bundle/passthru.js');
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);

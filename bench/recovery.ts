@@ -102,7 +102,7 @@ for (const mode of ['uevents', 'polling'] as const) {
 }
 
 // ---- the agent at rest: a real process, real timers.
-const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
+const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bundle/passthru.js');
 const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pt-rest-'));
 const args = [
   main,

@@ -16,7 +16,7 @@ import { line, loadLine, record, type Figure } from './results.js';
 import { median, syntheticTree } from './synthetic.js';
 
 const pairs = Number(process.argv[2] ?? 21);
-const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
+const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bundle/passthru.js');
 const out = (s: string): void => {
   process.stdout.write(s);
 };

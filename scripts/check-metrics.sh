@@ -12,10 +12,10 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-pt() { node dist/src/main.js --sim qemu-guest --state-dir "$dir/state" "$@"; }
+pt() { node dist/bundle/passthru.js --sim qemu-guest --state-dir "$dir/state" "$@"; }
 
 # node itself in the background (not through the pt function): $! is then the agent's pid.
-node dist/src/main.js --sim qemu-guest --state-dir "$dir/state" agent --listen 127.0.0.1:0 \
+node dist/bundle/passthru.js --sim qemu-guest --state-dir "$dir/state" agent --listen 127.0.0.1:0 \
   >"$dir/out" 2>"$dir/err" &
 agent_pid=$!
 url=

@@ -336,7 +336,7 @@ const agentEnv: AgentEnv = {
     });
     const lifecycle = new AgentLifecycle();
     lifecycle.running();
-    const { packageVersion } = await import('./process/package-version.js');
+    const { packageVersion } = await import('./process/package-root.js');
     const metrics = new AgentMetrics(agent, { version: packageVersion() });
     // The same token `passthru --sim <topology> token` prints: the simulated host's folder.
     const auth = new HttpAuth({

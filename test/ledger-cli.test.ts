@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { requestAgent } from '../src/process/socket-client.js';
 import { systemClock } from '../src/host/clock.js';
 
-const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
+const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bundle/passthru.js');
 const NIC = '0000:01:00.0';
 const OTHER = '0000:02:00.0';
 /** An e1000 pair sharing IOMMU group 7 on the qemu-guest topology. */

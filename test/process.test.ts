@@ -11,7 +11,7 @@ import { writeSysfsTree } from '../src/host/sysfs-tree.js';
 import { syntheticTree } from '../bench/synthetic.js';
 
 /** The built CLI, run as a user would, with its sim state in a private scratch folder. */
-const MAIN = path.join(process.cwd(), 'dist', 'src', 'main.js');
+const MAIN = path.join(process.cwd(), 'dist', 'bundle', 'passthru.js');
 
 async function scratch(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'pt-proc-'));

@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { fileURLToPath } from 'node:url';
+import * as path from 'node:path';
+import { packageRoot } from '../process/package-root.js';
 
 /**
  * The kubelet's gRPC APIs, loaded at run time from the vendored upstream protos in proto/
@@ -16,9 +17,13 @@ const LOAD_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
-// dist/src/deviceplugin/ and src/deviceplugin/ are both three levels below the package root.
-const protoPath = (rel: string): string =>
-  fileURLToPath(new URL(`../../../proto/${rel}`, import.meta.url));
+/** The vendored protos, under proto/ beside the package (the image copies that folder too). */
+export const PROTO_FILES = {
+  devicePlugin: 'deviceplugin/v1beta1/api.proto',
+  podResources: 'podresources/v1/api.proto',
+} as const;
+
+const protoPath = (rel: string): string => path.join(packageRoot(), 'proto', rel);
 
 export const API_VERSION = 'v1beta1';
 export const HEALTHY = 'Healthy';
@@ -114,10 +119,10 @@ function pkgOf(root: grpc.GrpcObject, name: string): grpc.GrpcObject {
 export function services(): Services {
   if (loaded) return loaded;
   const dp = grpc.loadPackageDefinition(
-    protoLoader.loadSync(protoPath('deviceplugin/v1beta1/api.proto'), LOAD_OPTIONS),
+    protoLoader.loadSync(protoPath(PROTO_FILES.devicePlugin), LOAD_OPTIONS),
   );
   const pr = grpc.loadPackageDefinition(
-    protoLoader.loadSync(protoPath('podresources/v1/api.proto'), LOAD_OPTIONS),
+    protoLoader.loadSync(protoPath(PROTO_FILES.podResources), LOAD_OPTIONS),
   );
   loaded = {
     Registration: service(pkgOf(dp, 'v1beta1'), 'Registration'),

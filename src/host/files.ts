@@ -8,8 +8,8 @@ import {
 } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { PtError, errnoOf } from '../errors.js';
+import { packageRoot } from '../process/package-root.js';
 import {
   PCI_IDS_PATHS,
   deferredPciIds,
@@ -149,8 +149,7 @@ export function isSafeTopologyName(name: string): boolean {
 
 /** The topologies shipped with passthru (topologies/*.json beside the package). */
 export function shippedTopologyDir(): string {
-  // dist/src/host/files.js -> package root
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../topologies');
+  return path.join(packageRoot(), 'topologies');
 }
 
 export async function listShippedTopologies(): Promise<string[]> {

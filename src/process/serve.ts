@@ -24,7 +24,7 @@ import { AgentMetrics } from '../http/metrics.js';
 import type { DevicePluginCounters } from '../deviceplugin/counters.js';
 import { urlOf, type ListenAddress } from '../http/listen-address.js';
 import { loadOrCreateToken } from './file-token.js';
-import { packageVersion } from './package-version.js';
+import { packageVersion } from './package-root.js';
 import { registerWebPage } from '../web/page.js';
 import type { FastifyInstance } from 'fastify';
 

@@ -15,7 +15,7 @@ import { chromium, type Page } from 'playwright-core';
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const main = path.join(root, 'dist/src/main.js');
+const main = path.join(root, 'dist/bundle/passthru.js');
 const shots = path.join(root, 'ci-artifacts/screenshots');
 const NIC = '0000:01:00.0';
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';

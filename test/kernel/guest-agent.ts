@@ -12,7 +12,7 @@ import { requestAgent } from '../../src/process/socket-client.js';
 import { check, deadline, waitFor } from './guest-helpers.js';
 
 export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-export const MAIN = path.join(repo, 'dist/src/main.js');
+export const MAIN = path.join(repo, 'dist/bundle/passthru.js');
 export const STATE = '/tmp/pt-state';
 export const SOCKET = '/tmp/pt-run/agent.sock';
 export const BASE = ['--state-dir', STATE, '--socket', SOCKET];

@@ -15,7 +15,7 @@ import { guestImportDumps } from './import-scenario.js';
 import { driverOf, groupOf, overrideOf, sleep, sysDev, waitFor } from './guest-helpers.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const MAIN = path.join(repo, 'dist/src/main.js');
+const MAIN = path.join(repo, 'dist/bundle/passthru.js');
 const STATE = '/tmp/pt-state';
 const SOCKET = '/tmp/pt-run/agent.sock';
 const BASE = ['--state-dir', STATE, '--socket', SOCKET];
