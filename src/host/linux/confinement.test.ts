@@ -143,3 +143,41 @@ test('child-process writes (unbind, sriov_numvfs, remove): one write of the valu
     await fs.rm(path.dirname(root), { recursive: true, force: true });
   }
 });
+
+test('--root: a device directory that is itself a link, beside a sibling read first, reads as absent when it leads out of the tree and is followed when it stays inside; an entry whose folder appears later is found then', async () => {
+  const { root, outside } = await tree();
+  try {
+    const nicDir = await fs.realpath(path.join(root, 'sys/bus/pci/devices', NIC));
+    const folder = path.dirname(nicDir);
+    const rel = path.relative(path.join(root, 'sys/bus/pci/devices'), folder);
+    const entry = (a: string): string => path.join(root, 'sys/bus/pci/devices', a);
+    // Out of the tree: a directory outside with a device's attributes.
+    await fs.cp(nicDir, path.join(outside, 'dev'), { recursive: true, verbatimSymlinks: true });
+    await fs.symlink(path.join(outside, 'dev'), path.join(folder, '0000:01:00.1'));
+    await fs.symlink(`${rel}/0000:01:00.1`, entry('0000:01:00.1'));
+    // Inside: a link to a copy of the NIC's directory elsewhere in the tree.
+    await fs.cp(nicDir, path.join(root, 'copy'), { recursive: true, verbatimSymlinks: true });
+    await fs.symlink(
+      path.relative(folder, path.join(root, 'copy')),
+      path.join(folder, '0000:01:00.2'),
+    );
+    await fs.symlink(`${rel}/0000:01:00.2`, entry('0000:01:00.2'));
+    // A folder that is not there yet.
+    await fs.symlink(`${rel}/0000:40:00.0/0000:41:00.0`, entry('0000:41:00.0'));
+
+    const h = new LinuxHost({ root, uevents: false });
+    assert.notEqual(await h.readDevice(NIC, ['modalias']), null, 'the sibling reads');
+    assert.equal(await h.readDevice(parsePciAddress('0000:01:00.1'), ['modalias']), null);
+    const inside = await h.readDevice(parsePciAddress('0000:01:00.2'), ['modalias']);
+    assert.match(inside?.attrs.modalias ?? '', /^pci:v/);
+    const late = parsePciAddress('0000:41:00.0');
+    assert.equal(await h.readDevice(late, ['modalias']), null);
+    await fs.cp(nicDir, path.join(folder, '0000:40:00.0', '0000:41:00.0'), {
+      recursive: true,
+      verbatimSymlinks: true,
+    });
+    assert.match((await h.readDevice(late, ['modalias']))?.attrs.modalias ?? '', /^pci:v/);
+  } finally {
+    await fs.rm(path.dirname(root), { recursive: true, force: true });
+  }
+});

@@ -67,10 +67,16 @@ export class RootedFs {
     if (p === this.root) return this.realRoot;
     if (!p.startsWith(`${this.root}/`)) return this.resolved(p);
     // Most paths asked for are entries of a directory asked for before (each device's entry in
-    // /sys/bus/pci/devices): resolve only the last component then.
+    // /sys/bus/pci/devices): resolve only the last component then, through linkedDir when it
+    // is a link to a folder a sibling's led to (4.5-9.5 ms off a 4096-function list --json).
     const cut = p.lastIndexOf('/');
     const above = this.realCache.get(p.slice(0, cut));
-    if (above !== undefined) return this.walk(above, [p.slice(cut + 1)], true);
+    if (above !== undefined) {
+      const known = this.realCache.get(p);
+      if (known !== undefined) return known;
+      const real = this.linkedDir(p, above);
+      return real !== undefined ? real : this.walk(above, [p.slice(cut + 1)], true);
+    }
     const real = this.walk(
       this.realRoot,
       p
@@ -148,6 +154,46 @@ export class RootedFs {
       return undefined;
     }
   }
+
+  /**
+   * Where the link `at` (in the real directory `dirReal`) leads, when it names a directory in a
+   * folder other links of `dirReal` led to before: a device's entry in /sys/bus/pci/devices
+   * names its directory beside its siblings' (`../../../devices/pci0000:00/0000:00:05.0/NAME`).
+   * That folder is resolved once per distinct target text, then each device costs its
+   * readlink and one lstat of its own directory (which must not be a link: the tree could lead
+   * out through it). Undefined when this does not apply (not a link, a bare name, a last
+   * component that is itself a link): the caller walks the path the long way.
+   */
+  private linkedDir(at: string, dirReal: string): string | null | undefined {
+    let target: string;
+    try {
+      target = fsSync.readlinkSync(at);
+    } catch {
+      return undefined;
+    }
+    const cut = target.lastIndexOf('/');
+    const name = target.slice(cut + 1);
+    if (cut <= 0 || name === '' || name === '.' || name === '..') return undefined;
+    const folderKey = `${dirReal}\0${target.slice(0, cut)}`;
+    let folder = this.linkFolders.get(folderKey);
+    if (folder === undefined) {
+      const from = target.startsWith('/') ? '/' : dirReal;
+      const found = this.walk(from, target.slice(0, cut).split('/').reverse());
+      // A folder not there (yet: a bridge being hot-added) or outside the tree is not kept.
+      if (found === null) return null;
+      if (this.linkFolders.size > DIR_CACHE_MAX) this.linkFolders.clear();
+      this.linkFolders.set(folderKey, (folder = found));
+    }
+    const real = `${folder}/${name}`;
+    const st = fsSync.lstatSync(real, { throwIfNoEntry: false });
+    if (st === undefined) return null;
+    if (st.isSymbolicLink()) return undefined;
+    this.remember(at, real);
+    return real;
+  }
+
+  /** linkedDir's resolved folders, by the directory a link is in and its target's folder text. */
+  private readonly linkFolders = new Map<string, string>();
 
   private remember(at: string, real: string): void {
     if (this.realCache.size > DIR_CACHE_MAX) this.realCache.clear();
