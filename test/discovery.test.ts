@@ -34,6 +34,11 @@ for (const name of ['sriov-nic', 'gpu-server-2s']) {
       const sim = new SimKernel(topo, new ManualClock(0));
       const expected = (await discover(sim.port())).devices;
       assert.ok(expected.length > 0);
+      if (name === 'sriov-nic')
+        assert.ok(
+          expected.some((d) => d.physfn !== null),
+          'has VFs',
+        );
       assert.deepEqual((await discover(host)).devices, expected);
       const devs = path.join(root, 'sys/bus/pci/devices');
       for (const a of await fs.readdir(devs)) await fs.rm(path.join(devs, a, 'modalias'));

@@ -81,6 +81,12 @@ export interface ReadDeviceOptions {
    * the pool always: its poll and API must never wait on a device.
    */
   inPlaceWhenBound?: boolean;
+  /**
+   * For a pass over the whole bus: a host may leave `physfn` null rather than look for the link
+   * on every device, because the pass reads each PF's `virtfnN` links, which the kernel makes
+   * with the VFs' `physfn` links (pci_iov_sysfs_link), and fills it in from them (discover).
+   */
+  physfnFromPfs?: boolean;
 }
 
 export interface DeviceReading {

@@ -39,6 +39,7 @@ export async function discover(
           names,
           opts.skipLockedAttrs?.has(a) === true,
           opts.inPlaceWhenBound === true,
+          true,
         );
       // The Linux adapter reads sysfs synchronously: let timers and sockets run now and then,
       // so a 4096-function scan does not stall the keeper's poll for half a second.
@@ -48,7 +49,21 @@ export async function discover(
     }
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, addrs.length) }, worker));
-  return makeInventory(out.filter((d): d is PciFunction => d !== null));
+  return makeInventory(withPhysfns(out.filter((d): d is PciFunction => d !== null)));
+}
+
+/**
+ * Every VF's `physfn`, from its PF's `virtfns` (ReadDeviceOptions.physfnFromPfs): one lookup
+ * fewer on every device of a pass over the bus.
+ */
+function withPhysfns(devices: PciFunction[]): PciFunction[] {
+  const pfOf = new Map<PciAddress, PciAddress>();
+  for (const d of devices) for (const vf of d.virtfns) pfOf.set(vf, d.address);
+  if (pfOf.size === 0) return devices;
+  return devices.map((d) => {
+    const pf = d.physfn ?? pfOf.get(d.address) ?? null;
+    return pf === d.physfn ? d : { ...d, physfn: pf };
+  });
 }
 
 /** What discovery reads of every device; the lock-taking ones are left out for a busy device. */
@@ -111,19 +126,22 @@ async function idsFromAttrs(host: HostPort, address: PciAddress): Promise<Ids | 
   };
 }
 
-/** Reads one function; null when it vanished while being read (hot-unplug). */
+/**
+ * Reads one function; null when it vanished while being read (hot-unplug). `physfnFromPfs`:
+ * only for discover, which fills `physfn` in afterwards (ReadDeviceOptions).
+ */
 export async function readFunction(
   host: HostPort,
   address: PciAddress,
   names: PciIdNames = emptyPciIds,
   skipLockedAttrs = false,
   inPlaceWhenBound = false,
+  physfnFromPfs = false,
 ): Promise<PciFunction | null> {
-  const got = await host.readDevice(
-    address,
-    skipLockedAttrs ? LOCK_FREE_ATTRS : ATTRS,
-    inPlaceWhenBound ? { inPlaceWhenBound } : {},
-  );
+  const got = await host.readDevice(address, skipLockedAttrs ? LOCK_FREE_ATTRS : ATTRS, {
+    ...(inPlaceWhenBound ? { inPlaceWhenBound } : {}),
+    ...(physfnFromPfs ? { physfnFromPfs } : {}),
+  });
   if (got === null) return null;
   const { attrs: a, links } = got;
   const ids = idsFromModalias(a.modalias) ?? (await idsFromAttrs(host, address));

@@ -183,7 +183,7 @@ export class LinuxHost implements HostPort {
         if (t !== null) out[a] = t;
       }
     }
-    const links = this.linksOf(dir, pf);
+    const links = this.linksOf(dir, pf, opts.physfnFromPfs === true);
     const inPlace =
       opts.inPlaceWhenBound === true &&
       links.driver !== null &&
@@ -199,15 +199,19 @@ export class LinuxHost implements HostPort {
     return { attrs: out, links };
   }
 
-  /** `pf`: whether the device is an SR-IOV PF, when the caller has looked already. */
-  private linksOf(dir: LocatedDir, pf?: boolean): DeviceLinks {
+  /**
+   * `pf`: whether the device is an SR-IOV PF, when the caller has looked already.
+   * `noPhysfn`: the caller fills `physfn` in from the PFs' links (physfnFromPfs).
+   */
+  private linksOf(dir: LocatedDir, pf?: boolean, noPhysfn = false): DeviceLinks {
     const r = this.rfs;
     const driver = r.readLinkBaseIn(dir, 'driver');
     const group = r.readLinkBaseIn(dir, 'iommu_group');
     const isPf = pf ?? r.hasIn(dir, 'sriov_totalvfs');
     // A PF is never a VF; a PF's VF links are numbered from 0, so only a PF with VFs enabled
     // has virtfn0, and only then is the directory listed.
-    const physfn = !isPf && r.hasIn(dir, 'physfn') ? r.readLinkBaseIn(dir, 'physfn') : null;
+    const physfn =
+      !isPf && !noPhysfn && r.hasIn(dir, 'physfn') ? r.readLinkBaseIn(dir, 'physfn') : null;
     const virtfns =
       isPf && r.hasIn(dir, 'virtfn0')
         ? r

@@ -496,14 +496,10 @@ export class RootedFs {
    */
   private targetInside(realDir: string, target: string): boolean {
     if (target.startsWith('/')) return this.inside(path.resolve(target));
-    const below = realDir.slice(this.realRoot.length).replace(/^\//, '');
-    let depth = below === '' ? 0 : below.split('/').length;
-    for (const seg of target.split('/')) {
-      if (seg === '..') {
-        if (--depth < 0) return false;
-      } else if (seg !== '' && seg !== '.') depth++;
-    }
-    return true;
+    // Counted in place, not split: discovery judges two links per device this way.
+    let depth = segments(realDir, this.realRoot.length, () => false);
+    const climbsOut = (up: boolean): boolean => (depth += up ? -1 : 1) < 0;
+    return segments(target, 0, climbsOut) >= 0;
   }
 
   /** The entries of a located directory, or of a directory in it. */
@@ -598,6 +594,27 @@ const DIR_CACHE_MAX = 50_000;
 const MAX_LINKS = 40;
 /** procfs files the agent reads (/proc/modules, mounts) stay far below this. */
 const MAX_TEXT = 16 * 1024 * 1024;
+
+/**
+ * Walks the `/`-separated segments of `p` from `from`, skipping empty ones and `.`, and calls
+ * `each` with whether a segment is `..`; stops when `each` answers true. The number of
+ * segments walked, or -1 when stopped.
+ */
+function segments(p: string, from: number, each: (up: boolean) => boolean): number {
+  let n = 0;
+  for (let i = from; i < p.length;) {
+    let j = p.indexOf('/', i);
+    if (j < 0) j = p.length;
+    const len = j - i;
+    const dot = len > 0 && p.charCodeAt(i) === 46;
+    if (len > 0 && !(len === 1 && dot)) {
+      n++;
+      if (each(len === 2 && dot && p.charCodeAt(i + 1) === 46)) return -1;
+    }
+    i = j + 1;
+  }
+  return n;
+}
 
 function isRegularFd(fd: number): boolean {
   try {
