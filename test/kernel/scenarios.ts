@@ -379,6 +379,15 @@ async function sriovVf(): Promise<void> {
     vf !== undefined && vf.iommuGroup !== null && vf.iommuGroup !== groupOf(pf),
     'VF has its own group',
   );
+  // `list` takes each VF's physfn from its PF's virtfn links: the kernel's own link must agree.
+  const sriov = entries as (ListEntry & { physfn: string | null; virtfns: string[] })[];
+  for (const a of vfs) {
+    const kernel = path.basename(fs.readlinkSync(dev(a, 'physfn')));
+    const ours = sriov.find((d) => d.address === a)?.physfn;
+    expect(ours === kernel && kernel === pf, `${a}: physfn ${String(ours)}, kernel ${kernel}`);
+  }
+  const pfEntry = sriov.find((d) => d.address === pf);
+  expect(pfEntry?.virtfns.join(',') === vfs.join(','), `PF virtfns ${String(pfEntry?.virtfns)}`);
   // The nvme driver probes new VFs asynchronously: let it settle before recording the state.
   await waitFor(() => driverOf(vfs[0]!) !== null, 10_000, 20);
   await sleep(200);
