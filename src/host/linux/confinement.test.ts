@@ -144,7 +144,7 @@ test('child-process writes (unbind, sriov_numvfs, remove): one write of the valu
   }
 });
 
-test('--root: a device directory that is itself a link, beside a sibling read first, reads as absent when it leads out of the tree and is followed when it stays inside; an entry whose folder appears later is found then', async () => {
+test('--root: a device directory that is itself a link, beside a sibling on its bus read first, reads as absent when it leads out of the tree and is followed when it stays inside; an entry leading to another folder than its bus siblings is read there; an entry whose folder appears later is found then', async () => {
   const { root, outside } = await tree();
   try {
     const nicDir = await fs.realpath(path.join(root, 'sys/bus/pci/devices', NIC));
@@ -164,12 +164,22 @@ test('--root: a device directory that is itself a link, beside a sibling read fi
     await fs.symlink(`${rel}/0000:01:00.2`, entry('0000:01:00.2'));
     // A folder that is not there yet.
     await fs.symlink(`${rel}/0000:40:00.0/0000:41:00.0`, entry('0000:41:00.0'));
+    // On the NIC's bus, but its entry leads to another folder than its siblings'.
+    await fs.cp(nicDir, path.join(root, 'elsewhere', '0000:01:00.3'), {
+      recursive: true,
+      verbatimSymlinks: true,
+    });
+    await fs.symlink('../../../../elsewhere/0000:01:00.3', entry('0000:01:00.3'));
 
     const h = new LinuxHost({ root, uevents: false });
     assert.notEqual(await h.readDevice(NIC, ['modalias']), null, 'the sibling reads');
     assert.equal(await h.readDevice(parsePciAddress('0000:01:00.1'), ['modalias']), null);
     const inside = await h.readDevice(parsePciAddress('0000:01:00.2'), ['modalias']);
     assert.match(inside?.attrs.modalias ?? '', /^pci:v/);
+    const other = await h.readDevice(parsePciAddress('0000:01:00.3'), ['modalias']);
+    assert.ok(other !== null);
+    assert.equal(other.links.parent, null, 'read where its entry leads (no bridge above)');
+    assert.match(other.attrs.modalias ?? '', /^pci:v/);
     const late = parsePciAddress('0000:41:00.0');
     assert.equal(await h.readDevice(late, ['modalias']), null);
     await fs.cp(nicDir, path.join(folder, '0000:40:00.0', '0000:41:00.0'), {
