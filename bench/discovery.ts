@@ -7,7 +7,8 @@
  *   alternated so that load from other work hits both alike;
  * - start-up: `passthru list --json` on an empty tree against `node -e 0`, alternated too.
  * Prints each figure beside its goal, records them (bench/results.ts); asserts nothing.
- * Usage: node dist/bench/discovery.js [runs]
+ * Usage: node dist/bench/discovery.js [runs] (default 11: at 4096 functions one run of either
+ * process varies by about ±10 ms, a few per cent of the ratio)
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { isDeepStrictEqual } from 'node:util';
@@ -24,7 +25,7 @@ import { discover } from '../src/pci/discovery.js';
 import { line, loadLine, record, type Figure } from './results.js';
 import { median, syntheticTree } from './synthetic.js';
 
-const runs = Number(process.argv[2] ?? 7);
+const runs = Number(process.argv[2] ?? 11);
 const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bundle/passthru.js');
 const { names } = await loadPciIds();
 const haveLspci = spawnSync('lspci', ['--version'], { stdio: 'ignore' }).status === 0;
