@@ -3,16 +3,17 @@
  * `passthru` that package.json's bin, the image and the process tests run. Node 20 loads
  * ES modules one file at a time (a resolve, a realpath and a package scope lookup each) and
  * commander through the CommonJS loader: one file for what `passthru list` needs took
- * `list --json` on 1000 functions from 155 to 145 ms (issue 11, docs/adr/0011). What only some
+ * `list --json` on 1000 functions from 163.6 to 155.9 ms (issue 11, docs/adr/0011). What only some
  * commands use (the agent, the API server) stays in chunks loaded on demand, and every other
  * package stays in node_modules, loaded as before: fastify, gRPC and the Kubernetes client
  * resolve files of their own at run time.
  */
 import { chmodSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as {
   dependencies: Record<string, string>;
 };

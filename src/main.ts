@@ -398,16 +398,23 @@ const command = commandOf(process.argv);
 const agentCommands =
   command !== null && BASE_COMMANDS.has(command) ? null : await import('./cli/agent-commands.js');
 
-// A reader that stops early (`passthru list --json | head`) closes the pipe. For a command that
-// ends the output, as it would for any Unix tool, not a crash with a stack trace. The agent and
-// the demo run on: a controller must not die because whoever watched its stdout went away.
+// A reader that goes away (`passthru list --json | head`) is no failure: the rest of the output
+// is dropped and the command finishes as it would have, with its own exit status; exiting at
+// once could cut a direct-mode claim short. Any other failure to write stdout (a full disk)
+// is reported once and fails the command. The agent and the demo drop their output either way:
+// a controller must not stop because its stdout did (docs/cli.md).
 const LONG_RUNNING = new Set(['agent', 'demo']);
-// (Once stdout has failed, every later write fails too: those are dropped as well.)
-process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (command !== null && LONG_RUNNING.has(command)) return;
-  if (e.code === 'EPIPE') process.exit();
-  throw e;
-});
+let stdoutGone = false;
+function stdoutFailed(e: NodeJS.ErrnoException): void {
+  if (stdoutGone || (command !== null && LONG_RUNNING.has(command))) return;
+  stdoutGone = true;
+  if (e.code === 'EPIPE') return;
+  process.stderr.write(
+    `passthru: PT_ERR_STORE_IO: cannot write the output: ${e.code ?? e.message}\n`,
+  );
+  process.exitCode = errorCodes.PT_ERR_STORE_IO.exit;
+}
+process.stdout.on('error', stdoutFailed);
 
 const env: CliEnv = {
   out: (text) => {
@@ -443,7 +450,12 @@ try {
 // A read-only one-shot command is done once its output is out: exit now rather than let Node
 // free the heap page by page on the way out (3-6 ms of a 1000-function `list --json`, issue 11).
 // The exit handlers still flush the log (util/logger.ts).
-if (agentCommands === null && process.stdout.writableLength === 0) process.exit();
+// A write that failed at once (a file on a full disk) reports its error only on a later tick.
+if (agentCommands === null && process.stdout.writableLength === 0) {
+  const failed = process.stdout.errored;
+  if (failed !== null) stdoutFailed(failed);
+  process.exit();
+}
 
 // Log lines still queued for a stderr pipe nobody reads would keep the process alive forever
 // (the logger retries the full pipe): give them a second, then exit.

@@ -91,3 +91,20 @@ test('discover with inPlaceWhenBound: the same devices; only driverless, vfio-bo
     await fs.rm(root, { recursive: true, force: true });
   }
 });
+
+test("discovery of a tree: a PF named by another PF's virtfn link (planted) gets no physfn; the real VFs keep their PF", async () => {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'pt-disc-'));
+  try {
+    await writeSysfsTree(await loadTopology('sriov-nic'), root);
+    const pfDir = await fs.realpath(path.join(root, 'sys/bus/pci/devices/0000:3b:00.0'));
+    await fs.symlink('../0000:3b:00.1', path.join(pfDir, 'virtfn5'));
+    const devices = (await discover(new LinuxHost({ root, uevents: false }))).devices;
+    const physfn = (a: string): string | null | undefined =>
+      devices.find((d) => d.address === a)?.physfn;
+    assert.equal(physfn('0000:3b:00.1'), null);
+    assert.equal(physfn('0000:3b:10.0'), '0000:3b:00.0');
+    assert.equal(physfn('0000:3b:10.2'), '0000:3b:00.0');
+  } finally {
+    await fs.rm(root, { recursive: true, force: true });
+  }
+});

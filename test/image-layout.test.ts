@@ -48,7 +48,7 @@ function imageLayout(): { dir: string; entrypoint: string } {
   return { dir, entrypoint: path.relative(APP, args[1] ?? '') };
 }
 
-test("the image's final stage (from the Dockerfile's COPY lines) runs `list` from package.json's bin and holds the device plugin's protos", () => {
+test("the image's final stage (from the Dockerfile's COPY lines) runs `list` from package.json's bin on a topology only its own topologies/ holds, and holds the device plugin's protos", () => {
   const { dir, entrypoint } = imageLayout();
   try {
     const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8')) as {
@@ -57,12 +57,19 @@ test("the image's final stage (from the Dockerfile's COPY lines) runs `list` fro
     assert.equal(entrypoint, pkg.bin.passthru);
     for (const rel of Object.values(PROTO_FILES))
       assert.ok(fs.existsSync(path.join(dir, 'proto', rel)), `proto/${rel} in the image`);
+    // A topology only the image's copy holds: the bundle must find topologies/ beside itself,
+    // not in the tree it was built in.
+    const own = JSON.parse(
+      fs.readFileSync(path.join(dir, 'topologies', 'qemu-guest.json'), 'utf8'),
+    ) as { name: string };
+    own.name = 'image-only';
+    fs.writeFileSync(path.join(dir, 'topologies', 'image-only.json'), JSON.stringify(own));
     const r = spawnSync(
       process.execPath,
       [
         path.join(dir, entrypoint),
         '--sim',
-        'qemu-guest',
+        'image-only',
         '--state-dir',
         path.join(dir, 's'),
         'list',

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs/promises';
+import * as fsSync from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -205,6 +206,22 @@ test('`list --json | head`: a one-shot command whose reader closes the pipe afte
     assert.equal(r.code, 0);
   } finally {
     await fs.rm(root, { recursive: true, force: true });
+  }
+});
+
+test('`list --json > /dev/full`: a failed stdout write exits 6 with one PT_ERR_STORE_IO line on stderr', () => {
+  const full = fsSync.openSync('/dev/full', 'w');
+  try {
+    const r = spawnSync(process.execPath, [MAIN, '--sim', 'qemu-guest', 'list', '--json'], {
+      stdio: ['ignore', full, 'pipe'],
+      encoding: 'utf8',
+      env: { ...process.env, XDG_RUNTIME_DIR: os.tmpdir() },
+      timeout: 60_000,
+    });
+    assert.equal(r.stderr, 'passthru: PT_ERR_STORE_IO: cannot write the output: ENOSPC\n');
+    assert.equal(r.status, 6);
+  } finally {
+    fsSync.closeSync(full);
   }
 });
 

@@ -61,6 +61,8 @@ function withPhysfns(devices: PciFunction[]): PciFunction[] {
   for (const d of devices) for (const vf of d.virtfns) pfOf.set(vf, d.address);
   if (pfOf.size === 0) return devices;
   return devices.map((d) => {
+    // A PF is never a VF: a link to it from another PF's virtfnN (a planted tree) is not taken.
+    if (d.sriovTotalVfs !== null) return d;
     const pf = d.physfn ?? pfOf.get(d.address) ?? null;
     return pf === d.physfn ? d : { ...d, physfn: pf };
   });

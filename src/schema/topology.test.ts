@@ -57,6 +57,7 @@ test('topology schema: wrong shapes, bad names and impossible links are PT_ERR_T
     ['ANSI escape in the name', { ...good, name: 'x\u001b[31m' }, /name/],
     ['unknown field', withDevice({ colour: 'red' }), /devices\/1/],
     ['physfn is itself', withDevice({ physfn: '0000:01:00.0' }), /itself/],
+    ['physfn not an SR-IOV PF', withDevice({ physfn: '0000:00:1c.0' }), /not an SR-IOV PF/],
     ['parent unknown', withDevice({ parent: '0000:09:00.0' }), /unknown device/],
     [
       'parent cycle',

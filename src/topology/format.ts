@@ -23,7 +23,8 @@ const topologyChecker = checker(TopologySchema);
 
 /**
  * Checks parsed JSON against the topology schema, then what a schema cannot say: addresses are
- * unique, `parent` and `physfn` name devices of the topology, and parent links end at a root.
+ * unique, `parent` and `physfn` name devices of the topology, `physfn` an SR-IOV PF, and parent
+ * links end at a root.
  */
 export function validateTopology(raw: unknown): Topology {
   if (typeof raw === 'object' && raw !== null && 'format' in raw && raw.format !== TOPOLOGY_FORMAT)
@@ -41,6 +42,12 @@ export function validateTopology(raw: unknown): Topology {
         bad(`${d.address}.${k} names unknown device ${v}`);
       if (v === d.address) bad(`${d.address}.${k} names the device itself`);
     }
+    // As the kernel: a VF's PF is an SR-IOV PF (it has sriov_totalvfs and a virtfn link to
+    // each VF) and never a VF itself. A tree written from the topology has those links, and a
+    // pass over it takes a VF's physfn from them (discover).
+    const pf = d.physfn === undefined ? undefined : byAddress.get(d.physfn);
+    if (pf !== undefined && (pf.sriov === undefined || pf.physfn !== undefined))
+      bad(`${d.address}.physfn names ${pf.address}, which is not an SR-IOV PF`);
     // A parent chain longer than the device list goes round in a circle.
     let up = d.parent ?? null;
     for (let n = 0; up !== null; n++) {

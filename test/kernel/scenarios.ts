@@ -368,9 +368,11 @@ async function sriovVf(): Promise<void> {
   const pf = byIds('1b36', '0010')[0];
   expect(pf !== undefined, 'the nvme PF');
   fs.writeFileSync(dev(pf, 'sriov_numvfs'), '2');
+  // In virtfn order: kernfs lists a directory in hash order, not by name.
   const vfs = fs
     .readdirSync(dev(pf, ''))
     .filter((e) => /^virtfn\d+$/.test(e))
+    .sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)))
     .map((e) => path.basename(fs.readlinkSync(dev(pf, e))));
   expect(vfs.length === 2, 'two VFs');
   const entries = list();

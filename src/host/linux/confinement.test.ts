@@ -144,7 +144,7 @@ test('child-process writes (unbind, sriov_numvfs, remove): one write of the valu
   }
 });
 
-test('--root: a device directory that is itself a link, beside a sibling on its bus read first, reads as absent when it leads out of the tree and is followed when it stays inside; an entry leading to another folder than its bus siblings is read there; an entry whose folder appears later is found then', async () => {
+test('--root: with a sibling on its bus read first, a device directory that is itself a link reads as absent when it leads out of the tree and is followed when it stays inside; an entry leading to another folder is read there, not from a same-named directory beside its siblings; an entry leading out of the tree reads as absent though such a directory exists; a directory with no entry is absent; an entry whose folder appears later is found then', async () => {
   const { root, outside } = await tree();
   try {
     const nicDir = await fs.realpath(path.join(root, 'sys/bus/pci/devices', NIC));
@@ -164,22 +164,43 @@ test('--root: a device directory that is itself a link, beside a sibling on its 
     await fs.symlink(`${rel}/0000:01:00.2`, entry('0000:01:00.2'));
     // A folder that is not there yet.
     await fs.symlink(`${rel}/0000:40:00.0/0000:41:00.0`, entry('0000:41:00.0'));
-    // On the NIC's bus, but its entry leads to another folder than its siblings'.
+    // On the NIC's bus, but its entry leads to another folder than its siblings', where a
+    // stale directory of the same name also sits beside them.
     await fs.cp(nicDir, path.join(root, 'elsewhere', '0000:01:00.3'), {
       recursive: true,
       verbatimSymlinks: true,
     });
     await fs.symlink('../../../../elsewhere/0000:01:00.3', entry('0000:01:00.3'));
+    await fs.cp(nicDir, path.join(folder, '0000:01:00.3'), {
+      recursive: true,
+      verbatimSymlinks: true,
+    });
+    // On the NIC's bus, an entry that leads out of the tree beside an in-tree directory of
+    // the same name; and a directory beside the NIC's with no entry at all.
+    await fs.cp(nicDir, path.join(outside, 'dev4'), { recursive: true, verbatimSymlinks: true });
+    await fs.symlink(path.join(outside, 'dev4'), entry('0000:01:00.4'));
+    await fs.cp(nicDir, path.join(folder, '0000:01:00.4'), {
+      recursive: true,
+      verbatimSymlinks: true,
+    });
+    await fs.cp(nicDir, path.join(folder, '0000:01:00.5'), {
+      recursive: true,
+      verbatimSymlinks: true,
+    });
 
     const h = new LinuxHost({ root, uevents: false });
     assert.notEqual(await h.readDevice(NIC, ['modalias']), null, 'the sibling reads');
-    assert.equal(await h.readDevice(parsePciAddress('0000:01:00.1'), ['modalias']), null);
-    const inside = await h.readDevice(parsePciAddress('0000:01:00.2'), ['modalias']);
-    assert.match(inside?.attrs.modalias ?? '', /^pci:v/);
     const other = await h.readDevice(parsePciAddress('0000:01:00.3'), ['modalias']);
     assert.ok(other !== null);
     assert.equal(other.links.parent, null, 'read where its entry leads (no bridge above)');
     assert.match(other.attrs.modalias ?? '', /^pci:v/);
+    assert.equal(await h.readDevice(parsePciAddress('0000:01:00.4'), ['modalias']), null);
+    const noEntry = parsePciAddress('0000:01:00.5');
+    assert.equal(await h.readDevice(noEntry, ['modalias']), null);
+    assert.equal(await h.deviceExists(noEntry), false);
+    assert.equal(await h.readDevice(parsePciAddress('0000:01:00.1'), ['modalias']), null);
+    const inside = await h.readDevice(parsePciAddress('0000:01:00.2'), ['modalias']);
+    assert.match(inside?.attrs.modalias ?? '', /^pci:v/);
     const late = parsePciAddress('0000:41:00.0');
     assert.equal(await h.readDevice(late, ['modalias']), null);
     await fs.cp(nicDir, path.join(folder, '0000:40:00.0', '0000:41:00.0'), {

@@ -417,7 +417,7 @@ export class RootedFs {
   locateDir(p: string): LocatedDir | null {
     if (!this.live) {
       const real = this.realUnder(p);
-      return real === null ? null : located(real);
+      return real === null ? null : { at: real, real, upper: path.basename(path.dirname(real)) };
     }
     let target: string;
     try {
@@ -432,30 +432,6 @@ export class RootedFs {
     // kernel follow that link again for every open.
     const at = path.resolve(path.dirname(p), target);
     return { at, real: null, upper: path.basename(path.dirname(at)) };
-  }
-
-  /**
-   * Under a tree, the directory `p` when where it really is was found before; undefined when
-   * it was not (or on the live host). No syscall.
-   */
-  knownDir(p: string): LocatedDir | undefined {
-    const real = this.live ? undefined : this.realCache.get(p);
-    return real === undefined ? undefined : located(real);
-  }
-
-  /**
-   * Under a tree, the entry `name` of the real directory `folder` (one found by an earlier
-   * lookup), when it is a directory and not a link: one lstat, no link followed, so it cannot
-   * lead out of the tree. `p`, the path it is known by, then resolves to it without a syscall.
-   * Null when it is absent, a link or not a directory: the caller resolves `p` as usual.
-   */
-  dirIn(folder: string, name: string, p: string): LocatedDir | null {
-    if (this.live || !this.inside(folder) || name.includes('/') || name === '..') return null;
-    const real = `${folder}/${name}`;
-    const st = fsSync.lstatSync(real, { throwIfNoEntry: false });
-    if (st === undefined || !st.isDirectory()) return null;
-    this.remember(p, real);
-    return located(real);
   }
 
   /** Whether `name` exists in a located directory: access(2), no exception when it does not. */
@@ -618,11 +594,6 @@ const DIR_CACHE_MAX = 50_000;
 const MAX_LINKS = 40;
 /** procfs files the agent reads (/proc/modules, mounts) stay far below this. */
 const MAX_TEXT = 16 * 1024 * 1024;
-
-/** A directory under a tree, found at its real location `real`. */
-function located(real: string): LocatedDir {
-  return { at: real, real, upper: path.basename(path.dirname(real)) };
-}
 
 /**
  * Walks the `/`-separated segments of `p` from `from`, skipping empty ones and `.`, and calls
