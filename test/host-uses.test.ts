@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { LinuxHost } from '../src/host/linux/host.js';
 import type { HostUses } from '../src/host/port.js';
@@ -297,4 +299,34 @@ test('a virtiofs mount whose tag sysfs does not show is traced to every untagged
       'cannot tell what backs /job: no virtio device carries the share "jobfs"',
     ]);
   });
+});
+
+test('--root: a FIFO planted as /proc/self/mountinfo makes the answer unknown at once, never a hung read', async () => {
+  await withTree(async (t) => {
+    await t.dir('proc/self');
+    execFileSync('mkfifo', [path.join(t.root, 'proc/self/mountinfo')]);
+    const r = await read(t);
+    assert.equal(r.unknown.length, 1);
+    assert.match(r.unknown[0] ?? '', /cannot read \/proc\/self\/mountinfo \(not a regular file/);
+  });
+});
+
+test("--root: a block device whose /sys/dev/block link leads out of the tree is not traced there: no use of the PCI address in the outside path, and the mount's backing is unknown", async () => {
+  const outside = await fs.mkdtemp(path.join(os.tmpdir(), 'pt-uses-outside-'));
+  try {
+    await withTree(async (t) => {
+      const fake = path.join(outside, 'pci0000:00', '0000:0a:00.0', 'nvme0n1');
+      await fs.mkdir(fake, { recursive: true });
+      await fs.writeFile(path.join(fake, 'dev'), '259:0\n');
+      await t.dir('sys/dev/block');
+      await fs.symlink(fake, path.join(t.root, 'sys/dev/block/259:0'));
+      await t.mountinfo(['259:0 / / rw,relatime shared:1 - ext4 /dev/nvme0n1 rw']);
+      const r = await read(t);
+      assert.deepEqual(usesOf(r, '0000:0a:00.0'), []);
+      assert.equal(r.backing.find((b) => b.target === '/')?.status, 'untraced');
+      assert.ok(r.unknown.some((u) => u.startsWith('cannot tell what backs /')));
+    });
+  } finally {
+    await fs.rm(outside, { recursive: true, force: true });
+  }
 });

@@ -28,6 +28,7 @@ import {
   type Route,
 } from './proc-net.js';
 import { parseSwaps } from './swaps.js';
+import type { RootedFs } from './sysfs.js';
 
 const PCI_ADDR_IN_PATH = /\b[0-9a-f]{4,5}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]\b/g;
 const IFF_UP = 0x1;
@@ -38,8 +39,8 @@ const IFF_UP = 0x1;
  * global address. Anything it cannot trace or read is listed in `unknown`: the guard then
  * refuses storage and network claims rather than guess.
  */
-export function readHostUses(root: string): Promise<HostUses> {
-  return Promise.resolve(new HostUseTracer(root).run());
+export function readHostUses(root: string, tree?: RootedFs): Promise<HostUses> {
+  return Promise.resolve(new HostUseTracer(root, tree ?? null).run());
 }
 
 /** A read that failed for another reason than "not there": the answer is unknown. */
@@ -84,7 +85,17 @@ class HostUseTracer {
   private routeProblem: string | null = null;
   private udevByDev: Map<string, Map<string, string>> | null = null;
 
-  constructor(private readonly root: string) {}
+  /**
+   * `tree`: under `--root TREE`, every read goes through the tree's confinement (RootedFs):
+   * a link leading out of the tree, a FIFO or a device node reads as absent, so a planted
+   * tree can neither hang the trace nor feed it files from elsewhere. On the live host the
+   * reads are plain, and a read that fails for another reason than "not there" makes the use
+   * unknown rather than absent.
+   */
+  constructor(
+    private readonly root: string,
+    private readonly tree: RootedFs | null,
+  ) {}
 
   private p(...parts: string[]): string {
     return path.join(this.root, ...parts);
@@ -98,17 +109,31 @@ class HostUseTracer {
   /** File text without the trailing newline; null when absent; ReadFailure otherwise. */
   private read(p: string): string | null {
     try {
+      if (this.tree !== null) return this.readInTree(this.tree, p);
       const t = fsSync.readFileSync(p, 'utf8');
       return t.endsWith('\n') ? t.slice(0, -1) : t;
     } catch (e) {
+      if (e instanceof ReadFailure) throw e;
       const code = errnoOf(e) ?? 'EIO';
       if (code === 'ENOENT' || code === 'ENOTDIR') return null;
       throw new ReadFailure(this.shown(p), code);
     }
   }
 
+  /**
+   * A confined read: what is there but reads as absent (a directory, a FIFO, a device node, a
+   * link out of the tree) is a read failure, as an unreadable file is on the live host.
+   */
+  private readInTree(tree: RootedFs, p: string): string | null {
+    const t = tree.readText(p);
+    if (t !== null || !tree.exists(p)) return t;
+    const dir = tree.readdirOrNull(p) !== null;
+    throw new ReadFailure(this.shown(p), dir ? 'EISDIR' : 'not a regular file inside the tree');
+  }
+
   private list(p: string): string[] {
     try {
+      if (this.tree !== null) return (this.tree.readdirOrNull(p) ?? []).sort();
       return fsSync.readdirSync(p).sort();
     } catch (e) {
       const code = errnoOf(e) ?? 'EIO';
@@ -119,6 +144,7 @@ class HostUseTracer {
 
   private real(p: string): string | null {
     try {
+      if (this.tree !== null) return this.tree.realpath(p);
       return fsSync.realpathSync(p);
     } catch (e) {
       const code = errnoOf(e) ?? 'EIO';
@@ -128,11 +154,25 @@ class HostUseTracer {
   }
 
   private exists(p: string): boolean {
+    if (this.tree !== null) return this.tree.exists(p);
     try {
       fsSync.lstatSync(p);
       return true;
     } catch {
       return false;
+    }
+  }
+
+  /** The last component of a link's target; null when it is not a link or not there. */
+  private linkName(p: string): string | null {
+    if (this.tree !== null) {
+      const t = this.tree.readLink(p);
+      return t === null ? null : path.basename(t);
+    }
+    try {
+      return path.basename(fsSync.readlinkSync(p));
+    } catch {
+      return null;
     }
   }
 
@@ -529,12 +569,7 @@ class HostUseTracer {
     const out: { tag: string; driver: string; path: string }[] = [];
     for (const v of this.list(this.p('sys/bus/virtio/devices'))) {
       const base = this.p('sys/bus/virtio/devices', v);
-      let driver: string | null;
-      try {
-        driver = path.basename(fsSync.readlinkSync(path.join(base, 'driver')));
-      } catch {
-        driver = null;
-      }
+      const driver = this.linkName(path.join(base, 'driver'));
       if (driver !== '9pnet_virtio' && driver !== 'virtiofs') continue;
       // mount_tag may carry a trailing NUL; virtiofs names its tag `tag`.
       const tag = (

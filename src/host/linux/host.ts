@@ -354,7 +354,7 @@ export class LinuxHost implements HostPort {
 
   async hostUses(): Promise<HostUses> {
     const { readHostUses } = await import('./host-uses.js');
-    return readHostUses(this.root);
+    return readHostUses(this.root, this.live ? undefined : this.rfs);
   }
 
   watchUevents(onEvent: (e: Uevent) => void, onError: (e: Error) => void): (() => void) | null {

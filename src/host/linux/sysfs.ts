@@ -37,6 +37,11 @@ export class RootedFs {
   }
 
   /** The resolved location of `p`, or null when it does not exist or leaves the tree. */
+  realpath(p: string): string | null {
+    return this.live ? realpathOr(p, null) : this.resolved(p);
+  }
+
+  /** The resolved location of `p`, or null when it does not exist or leaves the tree. */
   private resolved(p: string): string | null {
     if (this.live) return p;
     const real = realpathOr(p, null);
