@@ -18,6 +18,16 @@ async function scratch(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'pt-proc-'));
 }
 
+/** The agent's health answer once its socket answers (polled for up to 10 s); null if never. */
+async function healthOnceUp(sock: string): Promise<Awaited<ReturnType<typeof requestAgent>>> {
+  for (let i = 0; i < 200; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    const health = await requestAgent(sock, 'GET', '/v1/health').catch(() => null);
+    if (health !== null) return health;
+  }
+  return null;
+}
+
 function cli(
   args: string[],
   env: Record<string, string> = {},
@@ -163,11 +173,7 @@ test("--root TREE uses state and socket under the tree, never the live host's: t
     stdio: ['ignore', 'ignore', 'ignore'],
   });
   try {
-    let health = null;
-    for (let i = 0; i < 200 && health === null; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      health = await requestAgent(sock, 'GET', '/v1/health').catch(() => null);
-    }
+    const health = await healthOnceUp(sock);
     assert.equal(health?.status, 200, 'agent answered on the socket under the tree');
     const st = await fs.stat(path.join(tree, 'var', 'lib', 'passthru'));
     assert.ok(st.isDirectory(), 'state folder under the tree');
@@ -236,11 +242,7 @@ test('an agent whose stdout reader has gone before it announces its listener kee
   );
   agent.stdout.destroy();
   try {
-    let health = null;
-    for (let i = 0; i < 200 && health === null; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      health = await requestAgent(sock, 'GET', '/v1/health').catch(() => null);
-    }
+    const health = await healthOnceUp(sock);
     assert.equal(health?.status, 200, 'agent answered on its socket');
     // The announcement's failed write is reported on a later tick: give it time to kill.
     await new Promise((r) => setTimeout(r, 500));

@@ -29,9 +29,11 @@ function find(): { root: string; pkg: Record<string, unknown> } | null {
 
 /** The package's root folder; without a package.json, the folder that holds dist/. */
 export function packageRoot(): string {
+  const root = find()?.root;
+  if (root !== undefined) return root;
   const here = fileURLToPath(import.meta.url);
   const dist = here.lastIndexOf(`${path.sep}dist${path.sep}`);
-  return find()?.root ?? (dist > 0 ? here.slice(0, dist) : path.dirname(here));
+  return dist > 0 ? here.slice(0, dist) : path.dirname(here);
 }
 
 /** passthru's version as package.json says; 'unknown' without one. */
